@@ -43,10 +43,14 @@ stamp_ok() { [ -f "$STAMPS/$1" ] && [ "$(cat "$STAMPS/$1")" = "$2" ]; }
 stamp_set() { mkdir -p "$STAMPS"; echo "$2" > "$STAMPS/$1"; }
 hash_of() { cat "$@" 2>/dev/null | sha256sum | cut -c1-16; }
 
+pip_q() {  # pip, minus the index-location warnings this machine's pip config prints
+  "$VENV/bin/python" -m pip "$@" -q 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+}
+
 do_venv() {
   if [ ! -x "$VENV/bin/python" ]; then
     "$PY" -m venv "$VENV"
-    "$VENV/bin/python" -m pip install -q --upgrade "pip>=24"
+    pip_q install --upgrade "pip>=24"
   fi
 }
 
@@ -64,10 +68,10 @@ do_system() {
 do_pip() {
   local key; key=$(printf '%s\n' "${ROS_PKGS[@]}" "${TORCH_PKGS[@]}" "${PY_PKGS[@]}" | sha256sum | cut -c1-16)
   stamp_ok pip "$key" && return 0
-  "$VENV/bin/python" -m pip install -q "${TORCH_PKGS[@]}"
-  "$VENV/bin/python" -m pip install -q "${ROS_PKGS[@]}" "${PY_PKGS[@]}" "${TORCH_PKGS[@]}"
-  # pyrender pins PyOpenGL 3.1.0, which lacks OSMesaCreateContextAttribs; 3.1.7 works (pip warns).
-  "$VENV/bin/python" -m pip install -q --no-deps "PyOpenGL==3.1.7" 2>&1 | grep -v "dependency conflicts\|requires pyopengl" || true
+  pip_q install "${TORCH_PKGS[@]}"
+  pip_q install "${ROS_PKGS[@]}" "${PY_PKGS[@]}" "${TORCH_PKGS[@]}"
+  # pyrender pins PyOpenGL 3.1.0, which lacks OSMesaCreateContextAttribs; 3.1.7 works.
+  pip_q install --no-deps "PyOpenGL==3.1.7"
   stamp_set pip "$key"
 }
 
