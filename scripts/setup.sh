@@ -19,8 +19,9 @@ trap 'rc=$?; [ $rc -ne 0 ] && echo "setup.sh: FAILED in step \"$CURRENT_STEP\" (
 step() {  # step NAME FUNCTION: runs FUNCTION and prints its wall time
   CURRENT_STEP="$1"
   local t0; t0=$(date +%s%N)
+  UP_TO_DATE=""
   "$2"
-  printf '[setup] %-34s %6d ms\n' "$1" $(( ($(date +%s%N) - t0) / 1000000 ))
+  printf '[setup] %-34s %6d ms%s\n' "$1" $(( ($(date +%s%N) - t0) / 1000000 )) "${UP_TO_DATE:+  (up to date)}"
 }
 
 # ---- pins (ros-* dependencies use ~=, so these fix the whole ROS set) ----
@@ -67,7 +68,7 @@ do_system() {
 
 do_pip() {
   local key; key=$(printf '%s\n' "${ROS_PKGS[@]}" "${TORCH_PKGS[@]}" "${PY_PKGS[@]}" | sha256sum | cut -c1-16)
-  stamp_ok pip "$key" && return 0
+  if stamp_ok pip "$key"; then UP_TO_DATE=1; return 0; fi
   pip_q install "${TORCH_PKGS[@]}"
   pip_q install "${ROS_PKGS[@]}" "${PY_PKGS[@]}" "${TORCH_PKGS[@]}"
   # pyrender pins PyOpenGL 3.1.0, which lacks OSMesaCreateContextAttribs; 3.1.7 works.
@@ -104,8 +105,10 @@ build_pkg() {  # build_pkg NAME SRC_DIR
   local name=$1 src=$2
   local key; key=$(cd "$src" && hash_of CMakeLists.txt package.xml msg/*.msg)
   if stamp_ok "build_$name" "$key" && [ -f "$VENV/share/ament_index/resource_index/packages/$name" ]; then
+    UP_TO_DATE=1
     return 0
   fi
+  UP_TO_DATE=""
   rm -rf "$BUILD/$name"
   mkdir -p "$BUILD/$name"
   AMENT_PREFIX_PATH="$VENV${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}" CMAKE_PREFIX_PATH="$VENV" \
@@ -135,7 +138,7 @@ do_interfaces() {
 do_messages() {
   # Only the message generation is needed here: the source tree is used in place (see hfl_ros/__init__.py).
   local key; key=$(cd "$ROOT" && hash_of CMakeLists.txt package.xml msg/*.msg)
-  if stamp_ok build_hfl_ros "$key" && [ -d "$SITE/hfl_ros/msg" ]; then return 0; fi
+  if stamp_ok build_hfl_ros "$key" && [ -d "$SITE/hfl_ros/msg" ]; then UP_TO_DATE=1; return 0; fi
   build_pkg hfl_ros "$ROOT"
 }
 

@@ -35,7 +35,8 @@ def validate_K(K) -> np.ndarray:
 
 
 def project(points, K) -> np.ndarray:
-    """Project camera-frame points (N, 3) to pixels (N, 2). Points at z <= 0 give non-finite or mirrored pixels."""
+    """Project camera-frame points (N, 3) to pixels (N, 2). Points at z <= 0 give non-finite or mirrored
+    pixels."""
     pts = np.asarray(points, dtype=np.float64).reshape(-1, 3)
     uvw = pts @ np.asarray(K, dtype=np.float64).T
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -1,0 +1,235 @@
+"""ResNet trunk stages and the two-stream FPN of HFL-Net (spec §2).
+
+The official network ("harmonious") shares the stem, stage 1 and stage 4 between the hand and the object stream and
+duplicates stages 2 and 3. Two ablation layouts use the same code: "single" (one stream for both) and "double" (two
+complete trunks). Every activation of the trunk is a LeakyReLU(0.01).
+
+Module names follow the official checkpoint: ``layer0_h`` (stem), ``layer{1..4}_{h,o}`` (each stage wrapped in one
+extra Sequential, so torchvision's ``layer2.3.conv1`` becomes ``layer2_h.0.3.conv1``), ``toplayer_s``,
+``latlayer{1,2,3}_s`` and ``smooth3_s``.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hfl_ros.errors import AssetError
+
+LEAKY_SLOPE = 0.01
+
+VARIANTS = ("harmonious", "single", "double")
+
+
+@dataclass(frozen=True)
+class TrunkSpec:
+    """A torchvision ResNet layout: block type, blocks per stage and the output channels of C2..C5."""
+
+    bottleneck: bool
+    blocks: tuple[int, int, int, int]
+
+    @property
+    def channels(self) -> tuple[int, int, int, int]:
+        expansion = 4 if self.bottleneck else 1
+        return tuple(64 * 2**i * expansion for i in range(4))  # type: ignore[return-value]
+
+
+TRUNKS: dict[str, TrunkSpec] = {
+    "resnet18": TrunkSpec(bottleneck=False, blocks=(2, 2, 2, 2)),
+    "resnet34": TrunkSpec(bottleneck=False, blocks=(3, 4, 6, 3)),
+    "resnet50": TrunkSpec(bottleneck=True, blocks=(3, 4, 6, 3)),
+}
+
+# Which stages the object stream owns (the others are run with the hand stream's modules).
+_OBJECT_STAGES = {"harmonious": (2, 3), "double": (0, 1, 2, 3, 4), "single": ()}
+
+
+def _leaky() -> nn.LeakyReLU:
+    return nn.LeakyReLU(LEAKY_SLOPE, inplace=True)
+
+
+class Bottleneck(nn.Module):
+    """torchvision's ResNet-50 block (stride on the 3×3 conv) with LeakyReLU activations."""
+
+    expansion = 4
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None):
+        super().__init__()
+        width = planes
+        self.conv1 = nn.Conv2d(inplanes, width, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.conv2 = nn.Conv2d(width, width, 3, stride=stride, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(width)
+        self.conv3 = nn.Conv2d(width, planes * self.expansion, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(planes * self.expansion)
+        self.relu = _leaky()
+        self.downsample = downsample
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return self.relu(out.add_(identity))
+
+
+class BasicBlock(nn.Module):
+    """torchvision's ResNet-18/34 block with LeakyReLU activations."""
+
+    expansion = 1
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None):
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.relu = _leaky()
+        self.downsample = downsample
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out.add_(identity))
+
+
+def make_stem() -> nn.Sequential:
+    """conv 7×7/2 (no bias), BN, LeakyReLU, max-pool 3×3/2: ``layer0`` (keys ``.0`` and ``.1``)."""
+    return nn.Sequential(
+        nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False),
+        nn.BatchNorm2d(64),
+        _leaky(),
+        nn.MaxPool2d(3, stride=2, padding=1),
+    )
+
+
+def make_stage(spec: TrunkSpec, index: int) -> nn.Sequential:
+    """ResNet stage ``index`` (1..4), wrapped in one extra Sequential as the official checkpoint names it."""
+    block = Bottleneck if spec.bottleneck else BasicBlock
+    planes = 64 * 2 ** (index - 1)
+    inplanes = 64 if index == 1 else spec.channels[index - 2]
+    stride = 1 if index == 1 else 2
+    downsample = None
+    if stride != 1 or inplanes != planes * block.expansion:
+        downsample = nn.Sequential(
+            nn.Conv2d(inplanes, planes * block.expansion, 1, stride=stride, bias=False),
+            nn.BatchNorm2d(planes * block.expansion),
+        )
+    blocks = [block(inplanes, planes, stride, downsample)]
+    blocks += [block(planes * block.expansion, planes) for _ in range(1, spec.blocks[index - 1])]
+    return nn.Sequential(nn.Sequential(*blocks))
+
+
+def _init_trunk(module: nn.Module) -> None:
+    """torchvision's ResNet initialisation (used when no ImageNet weights are loaded)."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
+def upsample_add(top: torch.Tensor, lateral: torch.Tensor) -> torch.Tensor:
+    """Bilinear resize (align_corners=False) of ``top`` to the lateral's size, plus the lateral."""
+    return F.interpolate(top, size=lateral.shape[-2:], mode="bilinear", align_corners=False).add_(lateral)
+
+
+class StreamBackbone(nn.Module):
+    """ResNet trunk(s) plus one FPN per stream; returns the stride-4 maps P2_h and P2_o.
+
+    For ``variant="single"`` there is one stream and ``forward`` returns ``(P2, P2)``.
+    """
+
+    def __init__(self, variant: str = "harmonious", trunk: str = "resnet50"):
+        super().__init__()
+        if variant not in VARIANTS:
+            raise ValueError(f"unknown variant {variant!r}; expected one of {VARIANTS}")
+        if trunk not in TRUNKS:
+            raise ValueError(f"unknown trunk {trunk!r}; expected one of {tuple(TRUNKS)}")
+        self.variant = variant
+        self.trunk = trunk
+        spec = TRUNKS[trunk]
+        c2, c3, c4, c5 = spec.channels
+        object_stages = _OBJECT_STAGES[variant]
+        two_streams = variant != "single"
+
+        # Registration order reproduces the official state_dict order.
+        self.toplayer_h = nn.Conv2d(c5, 256, 1)
+        if two_streams:
+            self.toplayer_o = nn.Conv2d(c5, 256, 1)
+        self.layer0_h = make_stem()
+        for i in range(1, 5):
+            setattr(self, f"layer{i}_h", make_stage(spec, i))
+        for i in object_stages:
+            setattr(self, f"layer{i}_o", make_stem() if i == 0 else make_stage(spec, i))
+        streams = ("h", "o") if two_streams else ("h",)
+        for s in streams:
+            setattr(self, f"smooth3_{s}", nn.Conv2d(256, 256, 3, padding=1))
+        for s in streams:
+            for i, c in ((1, c4), (2, c3), (3, c2)):
+                setattr(self, f"latlayer{i}_{s}", nn.Conv2d(c, 256, 1))
+        _init_trunk(self)
+        for m in self.modules():  # FPN convs keep PyTorch's default init, like the official code
+            if isinstance(m, nn.Conv2d) and m.bias is not None:
+                m.reset_parameters()
+
+    def trunk_modules(self, stream: str = "h") -> list[nn.Module]:
+        """The stem and the four stages used by ``stream`` ("h" or "o"), shared ones included."""
+        own = set(_OBJECT_STAGES[self.variant]) if stream == "o" else set(range(5))
+        return [getattr(self, f"layer{i}_{'o' if i in own and stream == 'o' else 'h'}") for i in range(5)]
+
+    def load_imagenet_state_dict(self, state_dict: dict[str, torch.Tensor]) -> None:
+        """Copy a torchvision ResNet state_dict into every trunk (the object stream gets deep copies)."""
+        renamed = {}
+        for key, value in state_dict.items():
+            head, _, rest = key.partition(".")
+            if head in ("conv1", "bn1"):
+                renamed[f"layer0_h.{0 if head == 'conv1' else 1}.{rest}"] = value
+            elif head in ("layer1", "layer2", "layer3", "layer4"):
+                renamed[f"{head}_h.0.{rest}"] = value
+        trunk_h = [k for k in self.state_dict() if k.startswith("layer") and k.split(".")[0].endswith("_h")]
+        missing = sorted(set(trunk_h) - set(renamed))
+        if missing:
+            raise AssetError(f"ImageNet weights do not fit the {self.trunk} trunk: missing {missing[:5]}")
+        self.load_state_dict(renamed, strict=False)
+        for i in _OBJECT_STAGES[self.variant]:
+            getattr(self, f"layer{i}_o").load_state_dict(copy.deepcopy(getattr(self, f"layer{i}_h").state_dict()))
+
+    def _fpn(self, stream: str, c2: torch.Tensor, c3: torch.Tensor, c4: torch.Tensor, c5: torch.Tensor):
+        p = getattr(self, f"toplayer_{stream}")(c5)
+        p = upsample_add(p, getattr(self, f"latlayer1_{stream}")(c4))
+        p = upsample_add(p, getattr(self, f"latlayer2_{stream}")(c3))
+        p = upsample_add(p, getattr(self, f"latlayer3_{stream}")(c2))
+        return getattr(self, f"smooth3_{stream}")(p)
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        c2_h = self.layer1_h(self.layer0_h(images))
+        c3_h = self.layer2_h(c2_h)
+        c4_h = self.layer3_h(c3_h)
+        if self.variant == "single":
+            p2 = self._fpn("h", c2_h, c3_h, c4_h, self.layer4_h(c4_h))
+            return p2, p2
+        if self.variant == "double":
+            c2_o = self.layer1_o(self.layer0_o(images))
+            c3_o = self.layer2_o(c2_o)
+            c4_o = self.layer3_o(c3_o)
+            c5_h, c5_o = self.layer4_h(c4_h), self.layer4_o(c4_o)
+        else:
+            c2_o = c2_h
+            c3_o = self.layer2_o(c2_h)
+            c4_o = self.layer3_o(c3_o)
+            c5_h, c5_o = self._shared_stage4(c4_h, c4_o)
+        return self._fpn("h", c2_h, c3_h, c4_h, c5_h), self._fpn("o", c2_o, c3_o, c4_o, c5_o)
+
+    def _shared_stage4(self, c4_h: torch.Tensor, c4_o: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.training:
+            # Separate calls keep the official per-call BatchNorm batch statistics in training.
+            return self.layer4_h(c4_h), self.layer4_h(c4_o)
+        c5 = self.layer4_h(torch.cat((c4_h, c4_o)))
+        return c5.chunk(2)

@@ -1,0 +1,199 @@
+"""HFLNet: the whole HFL-Net network (spec §0-§6), faithful to the official code's numbers and state_dict.
+
+Default configuration = the official model: ``HFLNet(variant="harmonious", trunk="resnet50", heads=4,
+input_size=256)``. Its ``state_dict()`` has exactly the official checkpoint's keys without ``honet.module.``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torchvision.ops import roi_align
+
+from hfl_ros.errors import BadBoxError, BadImageError
+from hfl_ros.model.attention import InteractionTransformer
+from hfl_ros.model.backbone import TRUNKS, VARIANTS, StreamBackbone
+from hfl_ros.model.hand_head import HandEncoder, HandHeatmapHead, ManoRegressor
+from hfl_ros.model.mano import ManoLayer, find_hand_model_file
+from hfl_ros.model.object_head import ObjectRegressionHead, decode_votes
+from hfl_ros.model.pretrained import load_imagenet_state_dict
+
+ROI_RES = 32
+FEATURE_STRIDE = 4
+FEATURE_CHANNELS = 256
+
+
+def init_head_weights(module: nn.Module) -> None:
+    """Official head init: conv N(0, 0.001), linear N(0, 0.01), biases 0, BN weight 1 / bias 0."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.normal_(m.weight, std=0.001)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, std=0.01)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
+def build_mano_layer(mano_path: str | Path | None) -> ManoLayer:
+    """The right-hand MANO layer with the official settings; ``None`` gives zero buffers (filled by a checkpoint).
+
+    ``mano_path`` may be the model file or a directory holding MANO_RIGHT.pkl (or the stand-in).
+    """
+    if mano_path is not None and Path(mano_path).is_dir():
+        mano_path = find_hand_model_file(mano_path, "right")
+    return ManoLayer(
+        None if mano_path is None else str(mano_path),
+        side="right",
+        use_pca=False,
+        ncomps=45,
+        flat_hand_mean=True,
+        center_idx=0,
+    )
+
+
+def box_intersection(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Element-wise intersection box of (B, 4) boxes and whether it is non-empty (width and height > 0)."""
+    top_left = torch.maximum(a[:, :2], b[:, :2])
+    bottom_right = torch.minimum(a[:, 2:], b[:, 2:])
+    valid = ((bottom_right - top_left) > 0).all(dim=1)
+    return torch.cat((top_left, bottom_right), dim=1), valid
+
+
+def roi_features(feature_map: torch.Tensor, boxes: list[torch.Tensor]) -> list[torch.Tensor]:
+    """RoIAlign (32×32, stride 4, adaptive sampling, aligned=False) of several (B, 4) box lists in one call."""
+    batch = boxes[0].shape[0]
+    index = torch.arange(batch, device=feature_map.device, dtype=feature_map.dtype).repeat(len(boxes))
+    rois = torch.cat((index[:, None], torch.cat(boxes).to(feature_map.dtype)), dim=1)
+    out = roi_align(feature_map, rois, (ROI_RES, ROI_RES), spatial_scale=1.0 / FEATURE_STRIDE, sampling_ratio=-1)
+    return list(out.split(batch))
+
+
+class HFLNet(nn.Module):
+    """HFL-Net: RGB crop + hand box + object box -> 2D/3D hand (MANO) and object control-point votes.
+
+    Args:
+        mano_path: MANO_RIGHT.pkl (or stand-in) file or its directory; ``None`` leaves zero MANO buffers that a
+            checkpoint fills (official checkpoints embed them).
+        variant: "harmonious" (official: shared stem, stage 1 and stage 4), "single" (one stream, Semi-Hand-Object
+            contextual reasoning) or "double" (two full trunks).
+        trunk: "resnet50" (official), "resnet34" or "resnet18".
+        heads: attention heads of the interaction blocks (4 as trained).
+        imagenet_weights: initialise the trunk from torchvision's IMAGENET1K_V1 weights (local cache only).
+        input_size: side of the square input crop (256 official); the RoIs stay 32×32 at stride 4.
+    """
+
+    def __init__(
+        self,
+        mano_path: str | Path | None = None,
+        variant: str = "harmonious",
+        *,
+        trunk: str = "resnet50",
+        heads: int = 4,
+        imagenet_weights: bool = False,
+        input_size: int = 256,
+    ):
+        super().__init__()
+        if variant not in VARIANTS:
+            raise ValueError(f"unknown variant {variant!r}; expected one of {VARIANTS}")
+        if trunk not in TRUNKS:
+            raise ValueError(f"unknown trunk {trunk!r}; expected one of {tuple(TRUNKS)}")
+        if input_size <= 0 or input_size % 32:
+            raise ValueError(f"input_size must be a positive multiple of 32, got {input_size}")
+        self.variant = variant
+        self.trunk = trunk
+        self.heads = heads
+        self.input_size = input_size
+
+        self.base_net = StreamBackbone(variant, trunk)
+        self.hand_head = HandHeatmapHead(ROI_RES, FEATURE_CHANNELS)
+        self.hand_encoder = HandEncoder(channels=FEATURE_CHANNELS)
+        self.mano_branch = ManoRegressor(build_mano_layer(mano_path))
+        self.obj_head = ObjectRegressionHead(FEATURE_CHANNELS)
+        self.transformer_obj = InteractionTransformer(FEATURE_CHANNELS, heads)
+        if variant != "single":
+            self.transformer_hand = InteractionTransformer(2 * FEATURE_CHANNELS, heads)
+        for head in (self.hand_head, self.hand_encoder, self.mano_branch, self.obj_head, self.transformer_obj):
+            init_head_weights(head)
+        if variant != "single":
+            init_head_weights(self.transformer_hand)
+        if imagenet_weights:
+            self.base_net.load_imagenet_state_dict(load_imagenet_state_dict(trunk))
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The constructor arguments that define the architecture (stored in our checkpoints)."""
+        return {"variant": self.variant, "trunk": self.trunk, "heads": self.heads, "input_size": self.input_size}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], mano_path: str | Path | None = None) -> HFLNet:
+        """Build from ``config`` (as returned by ``.config``)."""
+        return cls(
+            mano_path,
+            config.get("variant", "harmonious"),
+            trunk=config.get("trunk", "resnet50"),
+            heads=int(config.get("heads", 4)),
+            input_size=int(config.get("input_size", 256)),
+        )
+
+    def _check_inputs(self, images: torch.Tensor, hand_boxes: torch.Tensor, object_boxes: torch.Tensor) -> None:
+        s = self.input_size
+        if images.dim() != 4 or images.shape[1] != 3 or tuple(images.shape[2:]) != (s, s):
+            raise BadImageError(f"expected images of shape (B, 3, {s}, {s}), got {tuple(images.shape)}")
+        for name, boxes in (("hand_boxes", hand_boxes), ("object_boxes", object_boxes)):
+            if tuple(boxes.shape) != (images.shape[0], 4):
+                raise BadBoxError(f"expected {name} of shape ({images.shape[0]}, 4), got {tuple(boxes.shape)}")
+
+    def interaction_features(
+        self, p2_h: torch.Tensor, p2_o: torch.Tensor, hand_boxes: torch.Tensor, object_boxes: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """RoIAlign the boxes and run the interaction blocks: the hand head's and the object head's inputs."""
+        inter_boxes, overlap = box_intersection(hand_boxes, object_boxes)
+        if self.variant == "single":
+            # Semi-Hand-Object contextual reasoning: object features attend over the hand∩object region.
+            x_hand, y, z = roi_features(p2_h, [hand_boxes, object_boxes, inter_boxes])
+            z = z * overlap.to(z.dtype).view(-1, 1, 1, 1)
+            return x_hand, self.transformer_obj(y, z.detach())
+        x_hand, z = roi_features(p2_h, [hand_boxes, inter_boxes])
+        x_obj, y = roi_features(p2_o, [hand_boxes, object_boxes])
+        z = z * overlap.to(z.dtype).view(-1, 1, 1, 1)
+        # Object->hand: self-attention over hand ⊕ object-under-hand; the hand feature is the first 256 channels.
+        hand_feature = self.transformer_hand(torch.cat((x_hand, x_obj.detach()), dim=1), None, FEATURE_CHANNELS)
+        # Hand->object: the object features query the hand features of the intersection (zeros if disjoint).
+        object_feature = self.transformer_obj(y, z.detach())
+        return hand_feature, object_feature
+
+    def forward(
+        self, images: torch.Tensor, hand_boxes: torch.Tensor, object_boxes: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """images (B, 3, S, S) RGB in [0, 1] (no mean/std); boxes (B, 4) [x1, y1, x2, y2] in crop px.
+
+        Returns joints2d (B,21,2 crop px), joints2d_box (B,21,2 box fractions), heatmaps (B,21,32,32), joints3d
+        (B,21,3 m, wrist-relative), verts3d (B,778,3 m), mano_pose (B,48 axis-angle), mano_shape (B,10),
+        mano_rotmat (B,16,3,3), mano_pose_6d (B,96), obj_vote (B,32,32,21,2 object-box fractions, [b,row,col,k])
+        and obj_conf (B,32,32,21).
+        """
+        self._check_inputs(images, hand_boxes, object_boxes)
+        hand_boxes = hand_boxes.to(device=images.device, dtype=torch.float32)
+        object_boxes = object_boxes.to(device=images.device, dtype=torch.float32)
+        p2_h, p2_o = self.base_net(images)
+        hand_feature, object_feature = self.interaction_features(p2_h, p2_o, hand_boxes, object_boxes)
+
+        heatmaps, uv, encoding = self.hand_head(hand_feature)
+        mano = self.mano_branch(self.hand_encoder(heatmaps, encoding))
+        box_origin, box_size = hand_boxes[:, None, :2], hand_boxes[:, None, 2:] - hand_boxes[:, None, :2]
+        obj_vote, obj_conf = decode_votes(self.obj_head(object_feature))
+        return {
+            "joints2d": box_origin + uv * box_size,
+            "joints2d_box": uv,
+            "heatmaps": heatmaps,
+            **mano,
+            "obj_vote": obj_vote,
+            "obj_conf": obj_conf,
+        }

@@ -1,0 +1,81 @@
+"""Differentiable rotation conversions used by the MANO regressor (torch, float32-safe)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def rot6d_to_rotmat(x: torch.Tensor) -> torch.Tensor:
+    """(..., 6) = (a1, a2) -> (..., 3, 3) by Gram-Schmidt, with b1, b2, b3 as the matrix **columns**."""
+    a1, a2 = x[..., 0:3], x[..., 3:6]
+    b1 = F.normalize(a1, dim=-1)
+    b2 = F.normalize(a2 - (b1 * a2).sum(-1, keepdim=True) * b1, dim=-1)
+    b3 = torch.linalg.cross(b1, b2, dim=-1)
+    return torch.stack((b1, b2, b3), dim=-1)
+
+
+def rotmat_to_quaternion(R: torch.Tensor) -> torch.Tensor:
+    """(..., 3, 3) rotation -> unit quaternion (..., 4) as (w, x, y, z) with w >= 0.
+
+    Shepperd's method: of the four algebraically equal formulas, each element uses the one whose divisor is
+    largest, which keeps it accurate for every angle including 0 and pi.
+    """
+    r00, r01, r02 = R[..., 0, 0], R[..., 0, 1], R[..., 0, 2]
+    r10, r11, r12 = R[..., 1, 0], R[..., 1, 1], R[..., 1, 2]
+    r20, r21, r22 = R[..., 2, 0], R[..., 2, 1], R[..., 2, 2]
+    t = torch.stack((1 + r00 + r11 + r22, 1 + r00 - r11 - r22, 1 - r00 + r11 - r22, 1 - r00 - r11 + r22), -1)
+    candidates = torch.stack(
+        (
+            torch.stack((t[..., 0], r21 - r12, r02 - r20, r10 - r01), -1),
+            torch.stack((r21 - r12, t[..., 1], r01 + r10, r02 + r20), -1),
+            torch.stack((r02 - r20, r01 + r10, t[..., 2], r12 + r21), -1),
+            torch.stack((r10 - r01, r02 + r20, r12 + r21, t[..., 3]), -1),
+        ),
+        -2,
+    )  # (..., 4 formulas, 4 components); formula i is q * 2 sqrt(t_i)
+    best = t.argmax(-1, keepdim=True)
+    q = candidates.gather(-2, best.unsqueeze(-1).expand(*best.shape, 4)).squeeze(-2)
+    q = F.normalize(q, dim=-1)
+    return torch.where(q[..., :1] < 0, -q, q)
+
+
+def quaternion_to_axis_angle(q: torch.Tensor) -> torch.Tensor:
+    """(..., 4) unit quaternion (w, x, y, z) -> (..., 3) axis-angle with angle in [0, pi]."""
+    q = torch.where(q[..., :1] < 0, -q, q)
+    w, v = q[..., :1], q[..., 1:]
+    sin_half = v.norm(dim=-1, keepdim=True)
+    angle = 2 * torch.atan2(sin_half, w)
+    small = sin_half < 1e-6
+    # angle / sin(angle/2) -> 2 / w as the angle -> 0 (first-order, exact to float precision there)
+    factor = torch.where(small, 2 / w.clamp_min(1e-6), angle / torch.where(small, torch.ones_like(sin_half), sin_half))
+    return v * factor
+
+
+def rotmat_to_axis_angle(R: torch.Tensor) -> torch.Tensor:
+    """(..., 3, 3) rotation matrices -> (..., 3) axis-angle vectors (angle in [0, pi])."""
+    return quaternion_to_axis_angle(rotmat_to_quaternion(R))
+
+
+def axis_angle_to_rotmat(aa: torch.Tensor) -> torch.Tensor:
+    """(..., 3) axis-angle -> (..., 3, 3) by Rodrigues' formula (accurate near 0)."""
+    angle = aa.norm(dim=-1, keepdim=True).unsqueeze(-1)
+    k = aa.unsqueeze(-1)
+    zero = torch.zeros_like(aa[..., 0])
+    skew = torch.stack(
+        (
+            torch.stack((zero, -aa[..., 2], aa[..., 1]), -1),
+            torch.stack((aa[..., 2], zero, -aa[..., 0]), -1),
+            torch.stack((-aa[..., 1], aa[..., 0], zero), -1),
+        ),
+        -2,
+    )
+    small = angle < 1e-6
+    safe = torch.where(small, torch.ones_like(angle), angle)
+    a = torch.where(small, 1 - angle**2 / 6, torch.sin(safe) / safe)
+    b = torch.where(small, 0.5 - angle**2 / 24, (1 - torch.cos(safe)) / safe**2)
+    eye = torch.eye(3, dtype=aa.dtype, device=aa.device).expand_as(skew)
+    outer = k @ k.transpose(-1, -2)
+    sq = angle**2
+    # skew @ skew = k kᵀ - |k|² I
+    return eye + a * skew + b * (outer - sq * eye)
