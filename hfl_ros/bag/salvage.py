@@ -180,7 +180,7 @@ def _register_vfs(name: str) -> None:
             super().__init__("", filename, flags)
             self._size = 0
 
-        def xRead(self, amount: int, offset: int) -> bytes:  # noqa: N802 (apsw API)
+        def xRead(self, amount: int, offset: int) -> bytes:
             data = super().xRead(amount, offset)
             if offset == 0 and len(data) >= 32:
                 size = self.xFileSize()
@@ -194,7 +194,7 @@ def _register_vfs(name: str) -> None:
         def __init__(self) -> None:
             super().__init__(name, "")
 
-        def xOpen(self, filename, flags):  # noqa: N802 (apsw API)
+        def xOpen(self, filename, flags):
             return HeaderFixingFile(name, filename, flags)
 
     vfs = HeaderFixingVFS()

@@ -14,9 +14,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from rosbags.typesys import Stores, get_typestore, get_types_from_msg
+from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
 
+from ..ros.builders import TypestoreMessageTypes
 from .errors import BagError
 
 #: The rosbags store matching the ROS 2 distribution of the runtime wheels.
@@ -46,7 +47,12 @@ def message_dir(package: str) -> Path:
 
 @functools.lru_cache(maxsize=1)
 def typestore() -> Typestore:
-    """The shared typestore: rosbags' Kilted types plus hfl_ros and vision_msgs."""
+    """The shared typestore: rosbags' Kilted types plus hfl_ros and vision_msgs (built once)."""
+    return build_typestore()
+
+
+def build_typestore() -> Typestore:
+    """A new typestore: rosbags' Kilted types plus hfl_ros and vision_msgs from their .msg files."""
     store = get_typestore(BASE_STORE)
     types: dict[str, Any] = {}
     for package in EXTRA_PACKAGES:
@@ -64,20 +70,9 @@ def normalize_type_name(name: str) -> str:
     return "/".join(parts)
 
 
-class BagMessageTypes:
-    """MessageTypes adapter for the message builders: full type name -> the typestore's message class."""
-
-    def __init__(self, store: Typestore | None = None) -> None:
-        self.store = store or typestore()
-
-    def get(self, full_name: str) -> type:
-        name = normalize_type_name(full_name)
-        try:
-            return self.store.types[name]
-        except KeyError:
-            raise BagError(f"message type {name!r} is not registered in the bag typestore") from None
-
-    __getitem__ = get
+def message_types(store: Typestore | None = None) -> TypestoreMessageTypes:
+    """MessageTypes adapter for :mod:`hfl_ros.ros.builders`: full type name -> the typestore's message class."""
+    return TypestoreMessageTypes(store or typestore())
 
 
 def serialize(msg: Any, store: Typestore | None = None) -> bytes:

@@ -12,7 +12,9 @@ Layout::
 
 Every annotation is converted to the OpenCV camera frame with C = diag(1, -1, -1): object [R|t] -> C [R|t],
 3D joints x -> C x, and the MANO global rotation R_g -> C R_g. Joints are reordered from HO3D's (MANO) order
-to :data:`~hfl_ros.hand_joints.JOINT_NAMES` order. The evaluation split has only the wrist and a hand box.
+to :data:`~hfl_ros.hand_joints.JOINT_NAMES` order. A full hand annotation (21 joints, as in the train split)
+is used in any split; the real evaluation split has only the wrist (handJoints3D of shape (3,)) and the hand
+box, so the other joints and the MANO parameters are NaN there.
 """
 
 from __future__ import annotations
@@ -108,7 +110,7 @@ class HO3DDataset(Sequence[HandObjectSample]):
         version: "v2" (.png), "v3" (.jpg) or "auto" (per sequence, whichever image exists).
         use_json: read the train frames from ``ho3d_train_data.json`` (None: when that file exists).
         json_path: where that JSON is (default ``<root>/ho3d_train_data.json``).
-        skip_unannotated: drop train frames whose meta has no hand annotation (reads every meta once).
+        skip_unannotated: drop frames whose meta has no hand annotation (reads every meta once).
     """
 
     def __init__(
@@ -263,12 +265,15 @@ class HO3DDataset(Sequence[HandObjectSample]):
             params = _array(record["mano_params"], (58,), "mano_params", where)
             pose, shape = opengl_to_opencv_mano_pose(params[:48]), params[48:58]
             joints3d = joints_mano[list(MANO_TO_OUTPUT_ORDER)]
-        elif self.split == "train" and meta.get("handJoints3D") is not None:
+        elif meta.get("handJoints3D") is not None and np.size(meta["handJoints3D"]) == 63:
             joints_mano = _array(meta["handJoints3D"], (21, 3), "handJoints3D", where) @ OPENGL_TO_OPENCV
             joints3d = joints_mano[list(MANO_TO_OUTPUT_ORDER)]
-            pose = opengl_to_opencv_mano_pose(_array(meta.get("handPose"), (48,), "handPose", where))
-            shape = _array(meta.get("handBeta"), (10,), "handBeta", where)
-        else:  # evaluation split (or a train frame without hand): wrist only
+            if meta.get("handPose") is not None and meta.get("handBeta") is not None:
+                pose = opengl_to_opencv_mano_pose(_array(meta["handPose"], (48,), "handPose", where))
+                shape = _array(meta["handBeta"], (10,), "handBeta", where)
+            else:
+                pose, shape = np.full(48, np.nan), np.full(10, np.nan)
+        else:  # the evaluation split (or a frame without hand annotation): the wrist at most
             joints3d = np.full((21, 3), np.nan)
             if meta.get("handJoints3D") is not None:
                 wrist = np.asarray(meta["handJoints3D"], dtype=np.float64).reshape(-1, 3)[0]

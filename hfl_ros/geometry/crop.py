@@ -90,22 +90,28 @@ def warp_image(image: np.ndarray, crop: CropTransform, size: int | None = None) 
     """Cut the crop out of an image with nearest-neighbour sampling and black outside the image.
 
     This reproduces PIL ``Image.transform(AFFINE)`` with its defaults (as HFL-Net warps): output pixel
-    (x, y) takes input pixel floor(A^-1 (x + 0.5, y + 0.5)). The only difference: cv2 evaluates the
-    source coordinate in 1/1024 px fixed point, so a coordinate within ~1e-3 px of a pixel border may
-    land on the neighbouring pixel.
+    (x, y) takes input pixel floor(A^-1 (x + 0.5, y + 0.5)). cv2.warpAffine would round the source
+    coordinate in 1/1024 px fixed point and pick the neighbouring pixel for up to a few percent of the
+    columns at some scales, so the (separable) source indices are computed in float64 here and cv2.remap
+    only gathers. Where a source coordinate falls exactly on a pixel border (e.g. the middle row of an
+    odd-sized crop), floating-point rounding decides in either implementation, so they may then differ.
     """
     size = crop.size if size is None else int(size)
+    height, width = image.shape[:2]
     inv_s = 1.0 / crop.s
     ox, oy = crop.offset
-    # Source coordinate in pixel-centre convention, so that cv2's round-half-up equals PIL's floor.
-    to_source = np.array(
-        [[inv_s, 0.0, (0.5 - ox) * inv_s - 0.5], [0.0, inv_s, (0.5 - oy) * inv_s - 0.5]], dtype=np.float64
-    )
-    return cv2.warpAffine(
+    centres = np.arange(size, dtype=np.float64) + 0.5
+    cols = np.floor(inv_s * centres - ox * inv_s)
+    rows = np.floor(inv_s * centres - oy * inv_s)
+    cols[(cols < 0) | (cols >= width)] = -1  # sampled as the black border
+    rows[(rows < 0) | (rows >= height)] = -1
+    map_x = np.broadcast_to(cols.astype(np.float32)[None, :], (size, size))
+    map_y = np.broadcast_to(rows.astype(np.float32)[:, None], (size, size))
+    return cv2.remap(
         np.ascontiguousarray(image),
-        to_source,
-        (size, size),
-        flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP,
+        np.ascontiguousarray(map_x),
+        np.ascontiguousarray(map_y),
+        interpolation=cv2.INTER_NEAREST,
         borderMode=cv2.BORDER_CONSTANT,
         borderValue=0,
     )

@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 MAX_ITERATIONS = 30
+#: A fit farther than this is degenerate (it shrinks the hand towards one pixel), not a hand position.
+MAX_DEPTH_M = 10.0
 
 
 def _reprojection(points_rel: np.ndarray, t: np.ndarray, K: np.ndarray, target: np.ndarray):
@@ -56,13 +58,15 @@ def _scale_translation(points_rel, target, K, w) -> np.ndarray | None:
     return t
 
 
-def fit_hand_translation(joints_rel, joints2d, K, weights=None) -> tuple[np.ndarray, float, bool]:
+def fit_hand_translation(
+    joints_rel, joints2d, K, weights=None, *, max_depth: float = MAX_DEPTH_M
+) -> tuple[np.ndarray, float, bool]:
     """Fit the translation t (3,) so that K (joints_rel + t) projects onto joints2d.
 
     joints_rel (N, 3) m, wrist-relative in camera axes; joints2d (N, 2) px; optional non-negative per-joint
     weights. Returns (t, mean reprojection error in px, ok). ok is False (and t may be NaN) when the input
     is non-finite, the system is singular (fewer than two distinct 2D points or zero weights), or the
-    solution puts a joint at or behind the camera.
+    solution puts a joint at or behind the camera, or the wrist farther than ``max_depth`` metres.
     """
     P = np.asarray(joints_rel, dtype=np.float64).reshape(-1, 3)
     uv = np.asarray(joints2d, dtype=np.float64).reshape(-1, 2)
@@ -111,5 +115,7 @@ def fit_hand_translation(joints_rel, joints2d, K, weights=None) -> tuple[np.ndar
         if damping > 1e8:
             break
     error = float(np.mean(np.linalg.norm(residual, axis=1)))
-    ok = bool(np.all(np.isfinite(t)) and np.min(P[:, 2] + t[2]) > 0 and np.isfinite(error))
+    ok = bool(
+        np.all(np.isfinite(t)) and np.min(P[:, 2] + t[2]) > 0 and t[2] <= max_depth and np.isfinite(error)
+    )
     return t, error, ok

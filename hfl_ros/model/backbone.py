@@ -201,19 +201,23 @@ class StreamBackbone(nn.Module):
         for i in _OBJECT_STAGES[self.variant]:
             getattr(self, f"layer{i}_o").load_state_dict(copy.deepcopy(getattr(self, f"layer{i}_h").state_dict()))
 
-    def _fpn(self, stream: str, c2: torch.Tensor, c3: torch.Tensor, c4: torch.Tensor, c5: torch.Tensor):
+    def _top_down(self, stream: str, c2: torch.Tensor, c3: torch.Tensor, c4: torch.Tensor, c5: torch.Tensor):
         p = getattr(self, f"toplayer_{stream}")(c5)
         p = upsample_add(p, getattr(self, f"latlayer1_{stream}")(c4))
         p = upsample_add(p, getattr(self, f"latlayer2_{stream}")(c3))
-        p = upsample_add(p, getattr(self, f"latlayer3_{stream}")(c2))
-        return getattr(self, f"smooth3_{stream}")(p)
+        return upsample_add(p, getattr(self, f"latlayer3_{stream}")(c2))
 
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def smooth(self, stream: str) -> nn.Conv2d:
+        """The 3×3 conv that turns the top-down map p2 of ``stream`` into P2."""
+        return getattr(self, f"smooth3_{stream}")
+
+    def unsmoothed(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The top-down maps p2_h, p2_o before the 3×3 smoothing (P2 = smooth(p2)); identical for "single"."""
         c2_h = self.layer1_h(self.layer0_h(images))
         c3_h = self.layer2_h(c2_h)
         c4_h = self.layer3_h(c3_h)
         if self.variant == "single":
-            p2 = self._fpn("h", c2_h, c3_h, c4_h, self.layer4_h(c4_h))
+            p2 = self._top_down("h", c2_h, c3_h, c4_h, self.layer4_h(c4_h))
             return p2, p2
         if self.variant == "double":
             c2_o = self.layer1_o(self.layer0_o(images))
@@ -221,11 +225,19 @@ class StreamBackbone(nn.Module):
             c4_o = self.layer3_o(c3_o)
             c5_h, c5_o = self.layer4_h(c4_h), self.layer4_o(c4_o)
         else:
-            c2_o = c2_h
+            c2_o = c2_h  # the object FPN takes its C2 lateral from the shared stage 1
             c3_o = self.layer2_o(c2_h)
             c4_o = self.layer3_o(c3_o)
             c5_h, c5_o = self._shared_stage4(c4_h, c4_o)
-        return self._fpn("h", c2_h, c3_h, c4_h, c5_h), self._fpn("o", c2_o, c3_o, c4_o, c5_o)
+        return self._top_down("h", c2_h, c3_h, c4_h, c5_h), self._top_down("o", c2_o, c3_o, c4_o, c5_o)
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Full P2_h, P2_o maps (B, 256, S/4, S/4); for "single" both are the one stream's P2."""
+        p2_h, p2_o = self.unsmoothed(images)
+        if self.variant == "single":
+            p2 = self.smooth3_h(p2_h)
+            return p2, p2
+        return self.smooth3_h(p2_h), self.smooth3_o(p2_o)
 
     def _shared_stage4(self, c4_h: torch.Tensor, c4_o: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.training:

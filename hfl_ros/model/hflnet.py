@@ -11,7 +11,6 @@ from typing import Any
 
 import torch
 from torch import nn
-from torchvision.ops import roi_align
 
 from hfl_ros.errors import BadBoxError, BadImageError
 from hfl_ros.model.attention import InteractionTransformer
@@ -20,9 +19,8 @@ from hfl_ros.model.hand_head import HandEncoder, HandHeatmapHead, ManoRegressor
 from hfl_ros.model.mano import ManoLayer, find_hand_model_file
 from hfl_ros.model.object_head import ObjectRegressionHead, decode_votes
 from hfl_ros.model.pretrained import load_imagenet_state_dict
+from hfl_ros.model.roi import ROI_RES, smoothed_roi_features
 
-ROI_RES = 32
-FEATURE_STRIDE = 4
 FEATURE_CHANNELS = 256
 
 
@@ -66,15 +64,6 @@ def box_intersection(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, to
     return torch.cat((top_left, bottom_right), dim=1), valid
 
 
-def roi_features(feature_map: torch.Tensor, boxes: list[torch.Tensor]) -> list[torch.Tensor]:
-    """RoIAlign (32×32, stride 4, adaptive sampling, aligned=False) of several (B, 4) box lists in one call."""
-    batch = boxes[0].shape[0]
-    index = torch.arange(batch, device=feature_map.device, dtype=feature_map.dtype).repeat(len(boxes))
-    rois = torch.cat((index[:, None], torch.cat(boxes).to(feature_map.dtype)), dim=1)
-    out = roi_align(feature_map, rois, (ROI_RES, ROI_RES), spatial_scale=1.0 / FEATURE_STRIDE, sampling_ratio=-1)
-    return list(out.split(batch))
-
-
 class HFLNet(nn.Module):
     """HFL-Net: RGB crop + hand box + object box -> 2D/3D hand (MANO) and object control-point votes.
 
@@ -110,6 +99,8 @@ class HFLNet(nn.Module):
         self.trunk = trunk
         self.heads = heads
         self.input_size = input_size
+        #: On CPU, evaluate the last FPN conv only where the RoIs read it (same numbers, less work).
+        self.windowed_smoothing = True
 
         self.base_net = StreamBackbone(variant, trunk)
         self.hand_head = HandHeatmapHead(ROI_RES, FEATURE_CHANNELS)
@@ -149,20 +140,38 @@ class HFLNet(nn.Module):
         for name, boxes in (("hand_boxes", hand_boxes), ("object_boxes", object_boxes)):
             if tuple(boxes.shape) != (images.shape[0], 4):
                 raise BadBoxError(f"expected {name} of shape ({images.shape[0]}, 4), got {tuple(boxes.shape)}")
+            if not torch.isfinite(boxes).all():
+                raise BadBoxError(f"{name} contains non-finite coordinates")
 
-    def interaction_features(
+    def roi_features(
         self, p2_h: torch.Tensor, p2_o: torch.Tensor, hand_boxes: torch.Tensor, object_boxes: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """RoIAlign the boxes and run the interaction blocks: the hand head's and the object head's inputs."""
+    ) -> dict[str, torch.Tensor]:
+        """The RoIAligned P2 features of spec §3 from the unsmoothed top-down maps.
+
+        Returns x_hand (P2_h, hand box), x_obj (P2_o, hand box), y (P2_o, object box) and z (P2_h, hand∩object
+        box, zeroed where the boxes do not overlap). For "single" the one P2 serves all four.
+        """
         inter_boxes, overlap = box_intersection(hand_boxes, object_boxes)
+        # A disjoint pair's (inverted) intersection is sampled at the hand box instead: the result is zeroed anyway.
+        inter_boxes = torch.where(overlap[:, None], inter_boxes, hand_boxes)
+        windowed = self.windowed_smoothing and p2_h.device.type == "cpu"
+        if self.variant == "single":
+            x_hand, y, z = smoothed_roi_features(
+                p2_h, self.base_net.smooth("h"), [hand_boxes, object_boxes, inter_boxes], windowed
+            )
+            x_obj = x_hand
+        else:
+            x_hand, z = smoothed_roi_features(p2_h, self.base_net.smooth("h"), [hand_boxes, inter_boxes], windowed)
+            x_obj, y = smoothed_roi_features(p2_o, self.base_net.smooth("o"), [hand_boxes, object_boxes], windowed)
+        z = z * overlap.to(z.dtype).view(-1, 1, 1, 1)
+        return {"x_hand": x_hand, "x_obj": x_obj, "y": y, "z": z}
+
+    def interaction_features(self, rois: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The interaction blocks (spec §4): the hand head's and the object head's input features."""
+        x_hand, x_obj, y, z = rois["x_hand"], rois["x_obj"], rois["y"], rois["z"]
         if self.variant == "single":
             # Semi-Hand-Object contextual reasoning: object features attend over the hand∩object region.
-            x_hand, y, z = roi_features(p2_h, [hand_boxes, object_boxes, inter_boxes])
-            z = z * overlap.to(z.dtype).view(-1, 1, 1, 1)
             return x_hand, self.transformer_obj(y, z.detach())
-        x_hand, z = roi_features(p2_h, [hand_boxes, inter_boxes])
-        x_obj, y = roi_features(p2_o, [hand_boxes, object_boxes])
-        z = z * overlap.to(z.dtype).view(-1, 1, 1, 1)
         # Object->hand: self-attention over hand ⊕ object-under-hand; the hand feature is the first 256 channels.
         hand_feature = self.transformer_hand(torch.cat((x_hand, x_obj.detach()), dim=1), None, FEATURE_CHANNELS)
         # Hand->object: the object features query the hand features of the intersection (zeros if disjoint).
@@ -182,8 +191,10 @@ class HFLNet(nn.Module):
         self._check_inputs(images, hand_boxes, object_boxes)
         hand_boxes = hand_boxes.to(device=images.device, dtype=torch.float32)
         object_boxes = object_boxes.to(device=images.device, dtype=torch.float32)
-        p2_h, p2_o = self.base_net(images)
-        hand_feature, object_feature = self.interaction_features(p2_h, p2_o, hand_boxes, object_boxes)
+        images = images.contiguous(memory_format=torch.channels_last)
+        p2_h, p2_o = self.base_net.unsmoothed(images)
+        rois = self.roi_features(p2_h, p2_o, hand_boxes, object_boxes)
+        hand_feature, object_feature = self.interaction_features(rois)
 
         heatmaps, uv, encoding = self.hand_head(hand_feature)
         mano = self.mano_branch(self.hand_encoder(heatmaps, encoding))

@@ -22,7 +22,7 @@ import transforms3d.quaternions as tq
 from ..hand_joints import BONES, JOINT_NAMES, NUM_JOINTS
 from ..results import HandObjectResult, Side, Status
 
-# ---------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------
 # Message type adapters
 
 
@@ -75,8 +75,9 @@ def _field_names(cls: type) -> tuple[str, ...]:
     if names is None:
         if hasattr(cls, "get_fields_and_field_types"):  # rclpy
             names = tuple(cls.get_fields_and_field_types())
-        else:  # rosbags dataclass
-            names = tuple(f.name for f in dataclasses.fields(cls) if f.init and not f.name.startswith("__"))
+        else:  # rosbags dataclass: message fields have no default (constants and __msgtype__ do)
+            names = tuple(f.name for f in dataclasses.fields(cls)
+                          if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
         _FIELDS[cls] = names
     return names
 
@@ -85,7 +86,7 @@ def _is_rclpy(cls: type) -> bool:
     return hasattr(cls, "get_fields_and_field_types")
 
 
-def _new(types: MessageTypes, name: str, **values: Any) -> Any:
+def _new(types: MessageTypes, name: str, /, **values: Any) -> Any:
     """Build message ``name`` from keyword values; every field of the class must be given.
 
     Values for fields the class does not have are ignored, so one call serves message versions that differ by
@@ -106,7 +107,7 @@ def _byte_sequence(cls: type, data: bytes = b"") -> Any:
     return np.frombuffer(data, dtype=np.uint8).copy()
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------
 # Small geometry messages
 
 
@@ -150,8 +151,8 @@ def _vector3(types: MessageTypes, xyz: Sequence[float]) -> Any:
 
 def _box2d(types: MessageTypes, box: np.ndarray) -> Any:
     x1, y1, x2, y2 = (float(v) for v in np.asarray(box, dtype=np.float64).reshape(4))
-    center = _new(types, "vision_msgs/msg/Pose2D",
-                  position=types.get("vision_msgs/msg/Point2D")(x=(x1 + x2) / 2.0, y=(y1 + y2) / 2.0), theta=0.0)
+    centre = types.get("vision_msgs/msg/Point2D")(x=(x1 + x2) / 2.0, y=(y1 + y2) / 2.0)
+    center = _new(types, "vision_msgs/msg/Pose2D", position=centre, theta=0.0)
     return _new(types, "vision_msgs/msg/BoundingBox2D", center=center, size_x=x2 - x1, size_y=y2 - y1)
 
 
@@ -161,27 +162,29 @@ def _color(types: MessageTypes, rgba: Sequence[float]) -> Any:
 
 
 def _duration(types: MessageTypes, seconds: float) -> Any:
-    ns = max(0, int(round(seconds * 1e9)))
+    ns = max(0, round(seconds * 1e9))
     return types.get("builtin_interfaces/msg/Duration")(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------
 # Validity and frame names
 
-_HAND_UNUSABLE = {Status.BAD_INPUT, Status.INTERNAL_ERROR, Status.TRANSLATION_FAILED, Status.LOW_CONFIDENCE}
-_OBJECT_UNUSABLE = {Status.BAD_INPUT, Status.INTERNAL_ERROR, Status.PNP_FAILED, Status.LOW_CONFIDENCE,
-                    Status.NO_OBJECT_PAIRED}
+# Statuses under which nothing of a result is published as TF or markers, whatever its validity flags say.
+_UNUSABLE = {Status.INTERNAL_ERROR, Status.LOW_CONFIDENCE}
 
 
 def hand_is_valid(result: HandObjectResult) -> bool:
-    """True when the hand has an absolute pose worth publishing as TF / markers."""
-    return bool(result.hand.translation_valid) and result.status not in _HAND_UNUSABLE
+    """True when the hand has an absolute pose (translation fitted) worth publishing as TF / markers.
+
+    A hand whose object failed (BAD_INPUT for an unknown class, PNP_FAILED) is still valid.
+    """
+    return bool(result.hand.translation_valid) and result.status not in _UNUSABLE
 
 
 def object_is_valid(result: HandObjectResult) -> bool:
     """True when the paired object has a valid 6-DoF pose worth publishing."""
     obj = result.object
-    return obj is not None and bool(obj.valid) and result.status not in _OBJECT_UNUSABLE
+    return obj is not None and bool(obj.valid) and result.status not in _UNUSABLE
 
 
 def _frame_safe(text: str) -> str:
@@ -202,9 +205,9 @@ def frame_names(results: Sequence[HandObjectResult], prefix: str = "") -> list[F
 
     - hands: ``<prefix><side>_wrist`` and ``<prefix><side>_<joint>``; the k-th valid hand of a side (k >= 1)
       gets the suffix ``_<k>`` on all its frames, so a single hand keeps stable names;
-    - objects: ``<prefix>object_<class_id>_<n>``, n counting valid objects of that class from 0 (class ids are
-      made frame-safe: characters other than letters, digits and ``_`` become ``_``). An object box paired with
-      two hands gets one frame.
+    - objects: ``<prefix>object_<class_id>_<n>``, n counting valid objects of that class from 0 (class ids
+      are made frame-safe: characters other than letters, digits and ``_`` become ``_``). An object box
+      paired with two hands gets one frame.
     Invalid estimates get None.
     """
     side_count = {Side.RIGHT: 0, Side.LEFT: 0}
@@ -234,7 +237,7 @@ def frame_names(results: Sequence[HandObjectResult], prefix: str = "") -> list[F
     return names
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------
 # HandObjectPoseArray
 
 
@@ -299,12 +302,12 @@ def result_to_pose_msg(result: HandObjectResult, header: Any, types: MessageType
 
 def results_to_msg(results: Sequence[HandObjectResult], header: Any, types: MessageTypes,
                    with_vertices: bool = False) -> Any:
-    """Results of one frame -> hfl_ros/HandObjectPoseArray with ``header`` (the input image's); may be empty."""
+    """Results of one frame -> hfl_ros/HandObjectPoseArray with ``header`` (the image's); may be empty."""
     poses = [result_to_pose_msg(r, header, types, with_vertices) for r in results]
     return _new(types, "hfl_ros/msg/HandObjectPoseArray", header=header, poses=poses)
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------
 # Detection3DArray
 
 
@@ -316,7 +319,7 @@ def _model_box(object_models: Any, class_id: str) -> tuple[np.ndarray, np.ndarra
         model = object_models.get(class_id)
         return (np.asarray(model.centre, dtype=np.float64).reshape(3),
                 np.asarray(model.extents, dtype=np.float64).reshape(3))
-    except Exception:  # noqa: BLE001 - a missing model only loses the box size, never the detection
+    except Exception:  # a missing model only loses the box size, never the detection
         return np.zeros(3), np.zeros(3)
 
 
@@ -354,11 +357,12 @@ def results_to_detection3d(results: Sequence[HandObjectResult], header: Any, typ
     return _new(types, "vision_msgs/msg/Detection3DArray", header=header, detections=detections)
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------
 # TF
 
 
-def _transform(types: MessageTypes, header: Any, child: str, rotation: np.ndarray, translation: np.ndarray) -> Any:
+def _transform(types: MessageTypes, header: Any, child: str, rotation: np.ndarray,
+               translation: np.ndarray) -> Any:
     x, y, z, w = quaternion_xyzw(rotation).tolist()
     transform = _new(types, "geometry_msgs/msg/Transform", translation=_vector3(types, translation),
                      rotation=types.get("geometry_msgs/msg/Quaternion")(x=x, y=y, z=z, w=w))
@@ -390,7 +394,7 @@ def results_to_tf(results: Sequence[HandObjectResult], header: Any, types: Messa
     return _new(types, "tf2_msgs/msg/TFMessage", transforms=transforms)
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------
 # Markers
 
 MARKER_ADD = 0
@@ -420,7 +424,7 @@ def _faces_for(faces: FacesSource, side: Side) -> np.ndarray | None:
 
 @dataclass
 class MarkerStyle:
-    """Sizes of the drawn primitives, metres. ``max_object_points``: points drawn for a model without a mesh."""
+    """Sizes of the drawn primitives, metres; ``max_object_points``: points drawn for a mesh-less model."""
 
     joint_diameter: float = 0.01
     bone_width: float = 0.004
@@ -468,13 +472,14 @@ def _object_geometry(object_models: Any, class_id: str, style: MarkerStyle,
     geometry = None
     try:
         model = object_models.get(class_id)
-    except Exception:  # noqa: BLE001 - no model: draw the axes only
+    except Exception:  # no model: draw the axes only
         model = None
     if model is not None:
         faces = getattr(model, "mesh_faces", None)
         verts = getattr(model, "mesh_vertices", None)
         if faces is not None and verts is not None and len(faces):
-            geometry = (MARKER_TRIANGLE_LIST, np.asarray(verts, dtype=np.float64)[np.asarray(faces)].reshape(-1, 3))
+            corners = np.asarray(verts, dtype=np.float64)[np.asarray(faces)].reshape(-1, 3)
+            geometry = (MARKER_TRIANGLE_LIST, corners)
         else:
             pts = np.asarray(model.points, dtype=np.float64).reshape(-1, 3)
             if len(pts) > style.max_object_points:
@@ -491,12 +496,13 @@ def results_to_markers(results: Sequence[HandObjectResult], header: Any, types: 
                        cache: dict[Any, Any] | None = None) -> Any:
     """Valid estimates of one frame -> visualization_msgs/MarkerArray in ``header.frame_id``.
 
-    Per valid hand: ``hand_mesh`` (TRIANGLE_LIST, one point per face corner: 1538*3 for MANO, coloured by side;
-    only when ``publish_mesh`` and vertices and faces are known), ``hand_joints`` (SPHERE_LIST, 21 points) and
-    ``hand_bones`` (LINE_LIST, 20 bones). Per valid object: ``object_axes`` (LINE_LIST x/y/z in red/green/blue)
-    and, when ``object_models`` knows the class, ``object_model`` (its mesh as TRIANGLE_LIST, or its points as
-    POINTS). ``faces``: one (F, 3) array, a mapping side -> array, or a callable side -> array. Every marker
-    has lifetime ``lifetime_s`` (0 = forever). ``cache`` (any dict kept by the caller) memoises object geometry.
+    Per valid hand: ``hand_mesh`` (TRIANGLE_LIST, one point per face corner: 1538*3 for MANO, coloured by
+    side; only when ``publish_mesh`` and vertices and faces are known), ``hand_joints`` (SPHERE_LIST, 21
+    points) and ``hand_bones`` (LINE_LIST, 20 bones). Per valid object: ``object_axes`` (LINE_LIST x/y/z in
+    red/green/blue) and, when ``object_models`` knows the class, ``object_model`` (its mesh as TRIANGLE_LIST,
+    or its points as POINTS). ``faces``: one (F, 3) array, a mapping side -> array, or a callable
+    side -> array. Every marker has lifetime ``lifetime_s`` (0 = forever). ``cache`` (any dict kept by the
+    caller) memoises object geometry.
     """
     style = style or MarkerStyle()
     factory = _MarkerFactory(types, header, lifetime_s)
@@ -541,11 +547,11 @@ def results_to_markers(results: Sequence[HandObjectResult], header: Any, types: 
 
 
 __all__ = [
+    "SIDE_COLORS",
     "FrameNames",
     "MarkerStyle",
     "MessageTypes",
     "RclpyMessageTypes",
-    "SIDE_COLORS",
     "TypestoreMessageTypes",
     "frame_names",
     "hand_is_valid",

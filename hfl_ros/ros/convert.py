@@ -1,7 +1,7 @@
 """ROS messages -> numpy and Estimator inputs, without any ROS runtime.
 
 Every function reads message attributes only (duck typing), so it accepts rclpy messages (``data`` is
-``array.array``/``bytes``, arrays are lists or numpy) and ``rosbags`` messages (``data`` is a numpy array) alike.
+``array.array``/``bytes``, arrays are lists or numpy) and ``rosbags`` messages (``data`` is numpy) alike.
 ``cv_bridge`` is not used: the PyPI package of that name is an unrelated ROS 1 port that breaks on NumPy 2.
 """
 
@@ -33,7 +33,8 @@ SUPPORTED_ENCODINGS: tuple[str, ...] = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8
 def _as_uint8(data: Any) -> np.ndarray:
     """A flat uint8 view of a message's ``data`` (numpy, array.array, bytes, or a list of ints)."""
     if isinstance(data, np.ndarray):
-        return data.reshape(-1).view(np.uint8) if data.dtype.itemsize == 1 else data.reshape(-1).astype(np.uint8)
+        flat = data.reshape(-1)
+        return flat.view(np.uint8) if flat.dtype.itemsize == 1 else flat.astype(np.uint8)
     try:
         return np.frombuffer(memoryview(data), dtype=np.uint8)
     except TypeError:
@@ -43,10 +44,10 @@ def _as_uint8(data: Any) -> np.ndarray:
 def image_to_rgb(msg: Any) -> np.ndarray:
     """Convert a sensor_msgs/Image to an (H, W, 3) uint8 RGB array.
 
-    Supports rgb8, bgr8, rgba8, bgra8 and mono8 (alpha dropped, grey replicated), and row padding (``step``
-    larger than ``width * channels``). Raises BadImageError naming the problem for any other encoding, an empty
-    image, a ``step`` smaller than a row, or a ``data`` size different from ``step * height``. The result may share
-    memory with the message when no conversion is needed.
+    Supports rgb8, bgr8, rgba8, bgra8 and mono8 (alpha dropped, grey replicated), and row padding
+    (``step`` larger than ``width * channels``). Raises BadImageError naming the problem for any other
+    encoding, an empty image, a ``step`` smaller than a row, or a ``data`` size different from
+    ``step * height``. The result may share memory with the message when no conversion is needed.
     """
     encoding = str(msg.encoding).strip()
     spec = _ENCODINGS.get(encoding.lower())
@@ -60,7 +61,8 @@ def image_to_rgb(msg: Any) -> np.ndarray:
     row_bytes = width * channels
     if step < row_bytes:
         raise BadImageError(
-            f"image step {step} is smaller than width*channels = {width}*{channels} = {row_bytes} ({encoding})")
+            f"image step {step} is smaller than width*channels = {width}*{channels} = {row_bytes} "
+            f"({encoding})")
     data = _as_uint8(msg.data)
     if data.size != step * height:
         raise BadImageError(
@@ -75,7 +77,7 @@ def image_to_rgb(msg: Any) -> np.ndarray:
 
 
 def compressed_to_rgb(msg: Any) -> np.ndarray:
-    """Decode a sensor_msgs/CompressedImage (JPEG, PNG, ...) to (H, W, 3) uint8 RGB; BadImageError if it fails."""
+    """Decode a sensor_msgs/CompressedImage (JPEG, PNG, ...) to (H, W, 3) uint8 RGB (BadImageError)."""
     import cv2
 
     data = _as_uint8(msg.data)
@@ -89,7 +91,7 @@ def compressed_to_rgb(msg: Any) -> np.ndarray:
 
 
 def rgb_to_image_data(rgb: np.ndarray) -> array.array:
-    """Pack an (H, W, 3) uint8 array as an ``array('B')`` for an rclpy Image ``data`` (fast path, no copy loop)."""
+    """Pack a uint8 image array as an ``array('B')`` for an rclpy Image ``data`` (fast: no per-byte loop)."""
     out = array.array("B")
     out.frombytes(np.ascontiguousarray(rgb, dtype=np.uint8).data)
     return out
@@ -135,8 +137,9 @@ def _normalise_labels(labels: Iterable[str]) -> frozenset[str]:
 class LabelMap:
     """Which detection class ids are hands, and of which side. Comparison ignores case and surrounding spaces.
 
-    A class id in ``right_hand_labels`` / ``left_hand_labels`` is a right / left hand; one in ``hand_labels`` is a
-    hand of ``default_hand_side`` (for detectors that do not tell the side). Any other class id is an object.
+    A class id in ``right_hand_labels`` / ``left_hand_labels`` is a right / left hand; one in ``hand_labels``
+    is a hand of ``default_hand_side`` (for detectors that do not tell the side). Any other class id is an
+    object.
     """
 
     right_hand_labels: tuple[str, ...] = ("right_hand",)
@@ -178,9 +181,9 @@ def box_from_bbox2d(bbox: Any) -> np.ndarray:
 def detections_from_msg(msg: Any, label_map: LabelMap) -> list[Detection]:
     """vision_msgs/Detection2DArray -> Estimator detections, in message order.
 
-    Each Detection2D uses its best-scoring hypothesis; its class id decides hand (and side) or object through
-    ``label_map``. A detection without hypotheses becomes an object with class id "" (reported by the Estimator
-    as an unknown class). Boxes are not validated here: the Estimator reports bad boxes per pair.
+    Each Detection2D uses its best-scoring hypothesis; its class id decides hand (and side) or object
+    through ``label_map``. A detection without hypotheses becomes an object with class id "" (reported by
+    the Estimator as an unknown class). Boxes are not validated here: the Estimator reports bad boxes.
     """
     out: list[Detection] = []
     for det in msg.detections:

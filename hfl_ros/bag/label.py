@@ -1,0 +1,524 @@
+"""Offline labeling of a bag: the node's sync, then the Estimator on every synced frame, batched.
+
+Three stages overlap: a reader thread reads the bag, syncs and decodes frames; the calling thread runs
+``Estimator.estimate_batch`` on ``batch_size`` frames at a time; a writer thread builds and writes the output
+messages and records. Problems with the bag are handled like this:
+
+- fatal before any work: the bag cannot be opened, a required topic is missing, the output directory is taken;
+- per frame (counted, labeled as a failed frame, the run goes on): no camera_info at or before the image,
+  an unsupported image encoding or an undecodable image, a bad camera matrix;
+- per image (counted, not labeled): an image stamp that does not increase;
+- end of the readable data: a truncated or corrupted file.
+
+In every case the outputs written so far are finalised, the summary is saved, and a bag problem ends the run
+with one :class:`HflRosError` naming it (the CLI prints it as one line and exits non-zero).
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import BadCameraError, BadImageError, HflRosError
+from ..results import Side, Status
+from ..ros.convert import (
+    SUPPORTED_ENCODINGS,
+    LabelMap,
+    camera_info_to_K,
+    compressed_to_rgb,
+    detections_from_msg,
+    image_to_rgb,
+)
+from .errors import (
+    MissingCameraInfoError,
+    MissingTopicError,
+    StampOrderError,
+    UnsupportedEncodingError,
+)
+from .frames import CAMERA_INFO_TYPE, DETECTIONS_TYPE, IMAGE_TYPES, BagFrameSource, InputTopics, SyncedFrame
+from .label_output import JSONL, SUMMARY, LabelSink, OutputTopics, PreparedFrame, ResumeState
+from .reader import BagReader, RawMessage, TopicInfo
+
+DEFAULT_IMAGE_TOPIC = "/camera/color/image_raw"
+DEFAULT_DETECTIONS_TOPIC = "/detections"
+
+
+@dataclass
+class LabelOptions:
+    """Everything ``hfl-ros label`` takes. Estimator fields use the perception node's parameter names."""
+
+    bag: Path
+    out: Path
+    image_topic: str | None = None
+    camera_info_topic: str | None = None
+    detections_topic: str | None = None
+    checkpoint_path: str | None = None
+    mano_dir: str | None = None
+    object_models_dir: str | None = None
+    device: str = "auto"
+    fp16: bool = False
+    right_hand_labels: tuple[str, ...] = ("right_hand",)
+    left_hand_labels: tuple[str, ...] = ("left_hand",)
+    hand_labels: tuple[str, ...] = ("hand",)
+    default_hand_side: str = "right"
+    hand_score_threshold: float = 0.0
+    object_score_threshold: float = 0.0
+    sync_slop: float = 0.0
+    batch_size: int = 8
+    copy_inputs: bool = False
+    resume: bool = False
+    progress: bool = True
+    output_topics: OutputTopics = field(default_factory=OutputTopics)
+    publish_tf: bool = True
+    tf_prefix: str = ""
+    tf_joints: bool = True
+    publish_mesh: bool = True
+    marker_lifetime_s: float = 0.5
+    with_vertices: bool = False
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Topics
+
+
+def _pick_topic(topics: dict[str, TopicInfo], requested: str | None, default: str | None,
+                types: Sequence[str], what: str, flag: str) -> str:
+    type_list = " or ".join(types)
+    candidates = [name for name, info in topics.items() if info.msgtype in types]
+    if requested:
+        info = topics.get(requested)
+        if info is None:
+            hint = f"; {what} topics in the bag: {', '.join(candidates)}" if candidates else ""
+            raise MissingTopicError(f"{what} topic {requested} is not in the bag{hint}")
+        if info.msgtype not in types:
+            raise MissingTopicError(f"{what} topic {requested} has type {info.msgtype}, expected {type_list}")
+        chosen = requested
+    elif default in topics and topics[default].msgtype in types:
+        chosen = default
+    elif len(candidates) == 1:
+        chosen = candidates[0]
+    elif not candidates:
+        raise MissingTopicError(f"the bag has no {what} topic (no {type_list} messages); "
+                                f"topics: {', '.join(topics) or 'none'}")
+    else:
+        raise MissingTopicError(f"the bag has several {what} topics ({', '.join(candidates)}); choose one with "
+                                f"{flag}")
+    if topics[chosen].count == 0:
+        raise MissingTopicError(f"{what} topic {chosen} has no messages")
+    return chosen
+
+
+def camera_info_sibling(image_topic: str) -> str:
+    """image_transport convention: /ns/image_raw[/compressed] -> /ns/camera_info."""
+    parts = image_topic.rstrip("/").split("/")
+    if parts[-1] in ("compressed", "compressedDepth", "theora"):
+        parts = parts[:-1]
+    return "/".join([*parts[:-1], "camera_info"])
+
+
+def resolve_topics(topics: dict[str, TopicInfo], image: str | None = None, camera_info: str | None = None,
+                   detections: str | None = None) -> InputTopics:
+    """The input topics: given ones must exist with the right type; others default or are auto-detected."""
+    image_topic = _pick_topic(topics, image, DEFAULT_IMAGE_TOPIC, IMAGE_TYPES, "image", "--image-topic")
+    info_topic = _pick_topic(topics, camera_info, camera_info_sibling(image_topic), (CAMERA_INFO_TYPE,),
+                             "camera_info", "--camera-info-topic")
+    detections_topic = _pick_topic(topics, detections, DEFAULT_DETECTIONS_TOPIC, (DETECTIONS_TYPE,),
+                                   "detections", "--detections-topic")
+    return InputTopics(image_topic, topics[image_topic].msgtype, info_topic, detections_topic)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Decoding
+
+
+def prepare_frame(frame: SyncedFrame, label_map: LabelMap) -> PreparedFrame:
+    """Decode a synced frame for the Estimator; a frame-level problem becomes its status (never raises)."""
+    prepared = PreparedFrame(frame.index, frame.stamp_ns, frame.sec, frame.nanosec, frame.frame_id)
+    try:
+        prepared.detections = detections_from_msg(frame.detections.deserialize(), label_map)
+        if frame.camera_info is None:
+            raise MissingCameraInfoError(
+                f"no camera_info at or before the image stamp {frame.stamp_ns} ns on {frame.image.topic}")
+        prepared.K = camera_info_to_K(frame.camera_info.deserialize())
+        msg = frame.image.deserialize()
+        if frame.image.msgtype.endswith("/CompressedImage"):
+            prepared.image = compressed_to_rgb(msg)
+        else:
+            encoding = str(msg.encoding).strip()
+            if encoding.lower() not in SUPPORTED_ENCODINGS:
+                raise UnsupportedEncodingError(
+                    f"unsupported image encoding {encoding!r} on {frame.image.topic}; supported: "
+                    f"{', '.join(SUPPORTED_ENCODINGS)} and sensor_msgs/CompressedImage")
+            prepared.image = image_to_rgb(msg)
+    except HflRosError as exc:
+        prepared.status, prepared.error = exc.reason, exc
+    except Exception as exc:
+        prepared.status, prepared.error = "bad_message", exc
+    return prepared
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Summary
+
+
+@dataclass
+class LabelSummary:
+    """Counters of one labeling run (saved as summary.json)."""
+
+    bag: str = ""
+    out: str = ""
+    topics: dict[str, str] = field(default_factory=dict)
+    images: int = 0
+    synced_frames: int = 0
+    labeled_frames: int = 0
+    resumed_frames: int = 0
+    estimated_frames: int = 0
+    estimator_calls: int = 0
+    pairs: int = 0
+    pairs_ok: int = 0
+    pair_failures: dict[str, int] = field(default_factory=dict)
+    frame_failures: dict[str, int] = field(default_factory=dict)
+    frames_without_detections: int = 0
+    frames_without_hands: int = 0
+    frames_without_camera_info: int = 0
+    images_out_of_order: int = 0
+    unmatched_detections: int = 0
+    dropped_previous_records: int = 0
+    total_labeled_frames: int = 0
+    elapsed_s: float = 0.0
+    fps: float = 0.0
+    error: str | None = None
+    error_reason: str | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=False)
+
+    def text(self) -> str:
+        failures = ", ".join(f"{k}: {v}" for k, v in sorted({**self.frame_failures, **self.pair_failures}.items()))
+        lines = [
+            f"frames: {self.images} images, {self.synced_frames} synced, {self.labeled_frames} labeled now"
+            + (f", {self.resumed_frames} already labeled (resume)" if self.resumed_frames else ""),
+            f"pairs: {self.pairs} ({self.pairs_ok} ok)",
+            f"failures by reason: {failures or 'none'}",
+            f"frames without detections: {self.frames_without_detections}, without hands: "
+            f"{self.frames_without_hands}, without camera_info: {self.frames_without_camera_info}",
+            f"speed: {self.fps:.2f} frames/s ({self.elapsed_s:.1f} s)",
+        ]
+        if self.images_out_of_order:
+            lines.append(f"images skipped for out-of-order stamps: {self.images_out_of_order}")
+        if self.error:
+            lines.append(f"error: {self.error}")
+        return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The pipeline
+
+_END = object()
+
+
+@dataclass
+class _Item:
+    frame: PreparedFrame | None
+    inputs: list[RawMessage]
+
+
+class _Stop(Exception):
+    pass
+
+
+def build_estimator(options: LabelOptions) -> Any:
+    from ..estimator import Estimator
+
+    return Estimator(options.checkpoint_path, mano_dir=options.mano_dir, object_models=options.object_models_dir,
+                     device=options.device, fp16=options.fp16, hand_score_threshold=options.hand_score_threshold,
+                     object_score_threshold=options.object_score_threshold,
+                     with_vertices=options.publish_mesh or options.with_vertices)
+
+
+class Labeler:
+    """Label one bag into ``options.out``. ``estimator`` may be given (tests, benchmarks); else it is built."""
+
+    def __init__(self, options: LabelOptions, estimator: Any = None) -> None:
+        if options.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {options.batch_size}")
+        self.options = options
+        self.estimator = estimator
+        self.summary = LabelSummary(bag=str(options.bag), out=str(options.out))
+        self.label_map = LabelMap(tuple(options.right_hand_labels), tuple(options.left_hand_labels),
+                                  Side(options.default_hand_side), tuple(options.hand_labels))
+        self._stop = threading.Event()  # stop reading (end of the pipeline or a failure)
+        self._abort = threading.Event()  # stop writing too (interrupted)
+        self._first_errors: dict[str, str] = {}
+        self.summary_saved = False
+
+    # -- entry point ---------------------------------------------------------------------------------------------
+    def run(self) -> LabelSummary:
+        """Label the bag; raise the bag problem (if any) after every output is finalised and the summary saved."""
+        options = self.options
+        with BagReader(options.bag) as reader:
+            topics = resolve_topics(reader.topics, options.image_topic, options.camera_info_topic,
+                                    options.detections_topic)
+            self.summary.topics = {"image": topics.image, "camera_info": topics.camera_info,
+                                   "detections": topics.detections}
+            resume = ResumeState.load(options.out, options.output_topics.poses) if options.resume else None
+            if resume is not None:
+                self.summary.dropped_previous_records = resume.dropped_records
+            if self.estimator is None:
+                self.estimator = build_estimator(options)
+            sink = LabelSink(
+                options.out, topics=options.output_topics, faces=getattr(self.estimator, "hand_faces", None),
+                object_models=getattr(self.estimator, "object_models", None), resume=resume,
+                publish_tf=options.publish_tf, tf_prefix=options.tf_prefix, tf_joints=options.tf_joints, publish_mesh=options.publish_mesh,
+                marker_lifetime_s=options.marker_lifetime_s, with_vertices=options.with_vertices).open()
+            source = BagFrameSource(reader, topics, options.sync_slop, copy_topics=options.copy_inputs)
+            failure: BaseException | None = None
+            started = time.monotonic()
+            try:
+                expected = min(reader.topics[topics.image].count, reader.topics[topics.detections].count)
+                self._pipeline(source, sink, resume.done if resume else set(), expected)
+            except BaseException as exc:  # finish the outputs first, then report
+                failure = exc
+            finally:
+                self._stop.set()
+                sink.close()
+            self._finish_summary(source, started)
+            error = self._bag_error(source, failure)
+            if error is not None:
+                self.summary.error, self.summary.error_reason = str(error), error.reason
+            (options.out / SUMMARY).write_text(self.summary.to_json())
+            self.summary_saved = True
+        if failure is not None and not isinstance(failure, HflRosError):
+            raise failure
+        if error is not None:
+            raise error
+        return self.summary
+
+    # -- stages --------------------------------------------------------------------------------------------------
+    def _pipeline(self, source: BagFrameSource, sink: LabelSink, done: set[int], total: int | None) -> None:
+        batch_size = self.options.batch_size
+        frames_q: queue.Queue = queue.Queue(maxsize=2 * batch_size + 2)
+        results_q: queue.Queue = queue.Queue(maxsize=2)
+        reader_errors: list[BaseException] = []
+        writer_errors: list[BaseException] = []
+        reader = threading.Thread(target=self._read_stage, args=(source, done, frames_q, reader_errors),
+                                  name="hfl-label-read", daemon=True)
+        writer = threading.Thread(target=self._write_stage, args=(sink, results_q, writer_errors),
+                                  name="hfl-label-write", daemon=True)
+        progress = _progress(total, len(done), self.options.progress)
+        reader.start()
+        writer.start()
+        finished = False
+        try:
+            ended = False
+            while not ended:
+                batch: list[_Item] = []
+                ready = 0  # frames of the batch that go to the Estimator
+                while ready < batch_size:
+                    item = self._get(frames_q, writer_errors)
+                    if item is _END:
+                        ended = True
+                        break
+                    batch.append(item)
+                    ready += item.frame is not None and item.frame.ok
+                if batch:
+                    self._put(results_q, (batch, self._estimate(batch)), writer_errors)
+                    progress.update(sum(1 for i in batch if i.frame is not None))
+            self._put(results_q, _END, writer_errors)
+            finished = True
+        finally:
+            self._stop.set()
+            if not finished:  # interrupted or failed: still write the frames already estimated
+                try:
+                    self._put(results_q, _END, writer_errors)
+                except BaseException:  # noqa: BLE001 - the writer is gone; what it wrote stays valid
+                    self._abort.set()
+            progress.close()
+            writer.join()
+            reader.join()
+        for errors in (writer_errors, reader_errors):
+            if errors:
+                raise errors[0]
+
+    def _get(self, q: queue.Queue, writer_errors: list[BaseException]) -> Any:
+        while True:
+            if writer_errors:
+                raise writer_errors[0]
+            try:
+                return q.get(timeout=0.1)
+            except queue.Empty:
+                continue
+
+    def _put(self, q: queue.Queue, item: Any, errors: list[BaseException] | None = None) -> None:
+        while True:
+            if errors:
+                raise errors[0]
+            if self._stop.is_set() and item is not _END:
+                raise _Stop()
+            try:
+                q.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def _read_stage(self, source: BagFrameSource, done: set[int], out: queue.Queue,
+                    errors: list[BaseException]) -> None:
+        pending: list[RawMessage] = []
+        copy = pending.append if self.options.copy_inputs else None
+        try:
+            try:
+                for frame in source.frames(on_message=copy):
+                    if frame.stamp_ns in done:
+                        self.summary.resumed_frames += 1
+                        prepared = None
+                    else:
+                        prepared = prepare_frame(frame, self.label_map)
+                    if prepared is not None or pending:
+                        self._put(out, _Item(prepared, pending[:]))
+                        pending.clear()
+            except _Stop:
+                return
+            except BaseException as exc:
+                errors.append(exc)
+            self._put(out, _Item(None, pending[:]))
+            self._put(out, _END)
+        except _Stop:
+            pass
+
+    def _estimate(self, batch: list[_Item]) -> list[list]:
+        """Results per item; a frame the Estimator rejects gets that error as its status and no results."""
+        frames = [item.frame for item in batch if item.frame is not None and item.frame.ok]
+        outputs: list[Any] = []
+        if frames:
+            self.summary.estimator_calls += 1
+            self.summary.estimated_frames += len(frames)
+            try:
+                outputs = list(self.estimator.estimate_batch([(f.image, f.K, f.detections) for f in frames]))
+            except HflRosError as exc:
+                outputs = [exc] * len(frames)
+            except Exception as exc:
+                error = HflRosError(f"estimator failed: {type(exc).__name__}: {exc}")
+                error.reason = "internal_error"
+                outputs = [error] * len(frames)
+        for frame, out in zip(frames, outputs, strict=True):
+            if isinstance(out, BaseException):
+                frame.status, frame.error = getattr(out, "reason", "internal_error"), out
+        by_frame = {id(f): out for f, out in zip(frames, outputs, strict=True) if not isinstance(out, BaseException)}
+        return [by_frame.get(id(item.frame), []) for item in batch]
+
+    def _write_stage(self, sink: LabelSink, q: queue.Queue, errors: list[BaseException]) -> None:
+        try:
+            while True:
+                try:
+                    item = q.get(timeout=0.1)
+                except queue.Empty:
+                    if self._abort.is_set():
+                        return
+                    continue
+                if item is _END:
+                    return
+                batch, results = item
+                for entry, frame_results in zip(batch, results, strict=True):
+                    if entry.inputs:
+                        sink.write_inputs(entry.inputs)
+                    if entry.frame is not None:
+                        sink.write_frame(entry.frame, frame_results)
+                        self._count(entry.frame, frame_results)
+        except BaseException as exc:
+            errors.append(exc)
+            self._stop.set()
+
+    def _count(self, frame: PreparedFrame, results: Sequence[Any]) -> None:
+        s = self.summary
+        s.labeled_frames += 1
+        if not frame.ok:
+            s.frame_failures[frame.status] = s.frame_failures.get(frame.status, 0) + 1
+            self._first_errors.setdefault(frame.status, str(frame.error))
+            if frame.status == MissingCameraInfoError.reason:
+                s.frames_without_camera_info += 1
+            return
+        if frame.num_hands == 0:
+            s.frames_without_hands += 1
+        s.pairs += len(results)
+        for result in results:
+            if result.status == Status.OK:
+                s.pairs_ok += 1
+            else:
+                name = Status(result.status).name.lower()
+                s.pair_failures[name] = s.pair_failures.get(name, 0) + 1
+
+    # -- end of run ----------------------------------------------------------------------------------------------
+    def _finish_summary(self, source: BagFrameSource, started: float) -> None:
+        s, st = self.summary, source.stats
+        s.images = st.images
+        s.synced_frames = st.synced
+        s.frames_without_detections = st.images_without_detections
+        s.images_out_of_order = st.images_out_of_order
+        s.unmatched_detections = st.unmatched_detections
+        s.elapsed_s = round(time.monotonic() - started, 3)
+        s.fps = round(s.labeled_frames / s.elapsed_s, 3) if s.elapsed_s > 0 else 0.0
+        if (self.options.out / JSONL).exists():
+            s.total_labeled_frames = _count_lines(self.options.out / JSONL)
+
+    def _bag_error(self, source: BagFrameSource, failure: BaseException | None) -> HflRosError | None:
+        """The one error that ends the run: a fatal one, else out-of-order stamps, else the commonest frame error."""
+        if isinstance(failure, HflRosError):
+            return failure
+        st, s = source.stats, self.summary
+        if st.images_out_of_order:
+            prev, bad = st.first_out_of_order
+            return StampOrderError(
+                f"stamps out of order on {source.topics.image}: {st.images_out_of_order} image(s) not newer than "
+                f"the one before were skipped (first: {bad} ns after {prev} ns)")
+        if s.frame_failures:
+            reason, count = Counter(s.frame_failures).most_common(1)[0]
+            cls = _FRAME_ERRORS.get(reason, HflRosError)
+            return cls(f"{count} of {s.labeled_frames} frame(s) could not be labeled ({reason}): "
+                       f"{self._first_errors.get(reason, '')}")
+        return None
+
+
+#: frame status -> the error class reported for it at the end of the run.
+_FRAME_ERRORS: dict[str, type[HflRosError]] = {
+    UnsupportedEncodingError.reason: UnsupportedEncodingError,
+    MissingCameraInfoError.reason: MissingCameraInfoError,
+    BadImageError.reason: BadImageError,
+    BadCameraError.reason: BadCameraError,
+}
+
+
+def _count_lines(path: Path) -> int:
+    with path.open("rb") as stream:
+        return sum(1 for line in stream if line.strip())
+
+
+class _NoProgress:
+    def update(self, n: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress(total: int | None, initial: int, enabled: bool) -> Any:
+    if not enabled:
+        return _NoProgress()
+    from tqdm import tqdm
+
+    return tqdm(total=total or None, initial=initial, unit="frame", desc="labeling", dynamic_ncols=True)
+
+
+def label_bag(options: LabelOptions, estimator: Any = None) -> LabelSummary:
+    """Label ``options.bag`` into ``options.out`` (see :class:`Labeler`)."""
+    return Labeler(options, estimator).run()
+
+
+__all__ = ["LabelOptions", "LabelSummary", "Labeler", "camera_info_sibling", "label_bag", "prepare_frame",
+           "resolve_topics"]

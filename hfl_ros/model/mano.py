@@ -1,0 +1,572 @@
+"""MANO hand layer with manopth's conventions (output in metres) and a chumpy-free loader for the model files.
+
+The official ``MANO_RIGHT.pkl`` / ``MANO_LEFT.pkl`` are Python-2 pickles that contain chumpy objects and a
+scipy sparse matrix. :func:`load_hand_model_file` reads them with a restricted unpickler that only lets
+through numpy arrays, the CSC matrix and four chumpy node classes (kept as inert stand-ins and evaluated
+here), so no code from the file can run and neither chumpy nor scipy are needed.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from hfl_ros.errors import HandModelError, InputError
+from hfl_ros.hand_joints import (
+    FINGERTIP_VERTICES,
+    MANO_KINTREE_PARENTS,
+    MANO_TO_OUTPUT_ORDER,
+    NUM_FACES,
+    NUM_VERTICES,
+)
+from hfl_ros.model.standin_hand import (
+    STANDIN_FILE_NAMES,
+    make_standin_hand_model,
+    write_standin_hand_model,
+)
+
+__all__ = [
+    "MODEL_FILE_NAMES",
+    "STANDIN_FILE_NAMES",
+    "ManoLayer",
+    "axis_angle_to_matrix",
+    "find_hand_model_file",
+    "load_hand_model_file",
+    "make_standin_hand_model",
+    "validate_hand_model",
+    "write_standin_hand_model",
+]
+
+NUM_KINEMATIC_JOINTS = 16
+NUM_BETAS = 10
+NUM_POSE_FEATURES = 9 * (NUM_KINEMATIC_JOINTS - 1)
+NUM_FINGER_POSE = 3 * (NUM_KINEMATIC_JOINTS - 1)
+
+MODEL_FILE_NAMES: dict[str, str] = {"right": "MANO_RIGHT.pkl", "left": "MANO_LEFT.pkl"}
+
+#: Keys every hand model file must hold, with their shapes.
+REQUIRED_SHAPES: dict[str, tuple[int, ...]] = {
+    "v_template": (NUM_VERTICES, 3),
+    "f": (NUM_FACES, 3),
+    "J_regressor": (NUM_KINEMATIC_JOINTS, NUM_VERTICES),
+    "weights": (NUM_VERTICES, NUM_KINEMATIC_JOINTS),
+    "shapedirs": (NUM_VERTICES, 3, NUM_BETAS),
+    "posedirs": (NUM_VERTICES, 3, NUM_POSE_FEATURES),
+    "kintree_table": (2, NUM_KINEMATIC_JOINTS),
+    "hands_components": (NUM_FINGER_POSE, NUM_FINGER_POSE),
+    "hands_mean": (NUM_FINGER_POSE,),
+}
+#: Optional keys that are checked when present (-1: any length).
+OPTIONAL_SHAPES: dict[str, tuple[int, ...]] = {
+    "J": (NUM_KINEMATIC_JOINTS, 3),
+    "betas": (NUM_BETAS,),
+    "hands_coeffs": (-1, NUM_FINGER_POSE),
+}
+_ROOT_PARENT_IDS = (-1, 4294967295)
+_MAX_DENSE_ENTRIES = 10_000_000  # a hand model's J_regressor has 16 × 778
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Restricted unpickling
+# ---------------------------------------------------------------------------------------------------------
+
+
+class _PickledState:
+    """An object rebuilt from a pickle without running its class's code: it only keeps the pickled state."""
+
+    qualified_name = "?"
+
+    def __setstate__(self, state: Any) -> None:
+        if isinstance(state, tuple) and len(state) == 2 and isinstance(state[0], dict | None):
+            merged = dict(state[0] or {})
+            merged.update(state[1] or {})
+            state = merged
+        if not isinstance(state, dict):
+            raise HandModelError(f"{self.qualified_name} has a pickled state of type {type(state).__name__}")
+        self.state = {str(k): v for k, v in state.items()}
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return getattr(self, "state", {}).get(key, default)
+
+    def require(self, key: str) -> Any:
+        state = getattr(self, "state", {})
+        if key not in state:
+            raise HandModelError(f"{self.qualified_name} object has no '{key}' in its pickled state")
+        return state[key]
+
+
+class _ChumpyNode(_PickledState):
+    """Stand-in for a chumpy expression node."""
+
+
+class _ChumpyCh(_ChumpyNode):
+    qualified_name = "chumpy.ch.Ch"
+
+
+class _ChumpySelect(_ChumpyNode):
+    qualified_name = "chumpy.reordering.Select"
+
+
+class _ChumpyTranspose(_ChumpyNode):
+    qualified_name = "chumpy.reordering.transpose"
+
+
+class _ChumpyReshape(_ChumpyNode):
+    qualified_name = "chumpy.reordering.Reshape"
+
+
+class _CscMatrix(_PickledState):
+    """Stand-in for scipy's ``csc_matrix``: data, indices, indptr and shape are all we need."""
+
+    qualified_name = "scipy.sparse.csc_matrix"
+
+
+_STANDIN_CLASSES = (_ChumpyCh, _ChumpySelect, _ChumpyTranspose, _ChumpyReshape, _CscMatrix)
+
+
+def _reconstructor(cls: type, base: type, state: Any) -> Any:
+    """Safe replacement for ``copy_reg._reconstructor`` (protocol 0/1 pickles of plain new-style objects)."""
+    if cls not in _STANDIN_CLASSES or base is not object or state is not None:
+        raise HandModelError(f"refusing copy_reg._reconstructor({cls!r}, {base!r}, ...)")
+    return cls.__new__(cls)
+
+
+def _latin1_encode(text: str, encoding: str = "utf-8") -> bytes:
+    """Safe replacement for ``_codecs.encode``, which Python 3 protocol-2 pickles use for bytes objects."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise HandModelError(f"refusing _codecs.encode of a {type(text).__name__} with encoding {encoding!r}")
+    return text.encode("latin1")
+
+
+def _allowed_globals() -> dict[tuple[str, str], Any]:
+    reconstruct = np.zeros(1).__reduce__()[0]  # numpy's _reconstruct, wherever this numpy version keeps it
+    scalar = np.float64(0).__reduce__()[0]
+    allowed: dict[tuple[str, str], Any] = {
+        ("chumpy.ch", "Ch"): _ChumpyCh,
+        ("chumpy.reordering", "Select"): _ChumpySelect,
+        ("chumpy.reordering", "transpose"): _ChumpyTranspose,
+        ("chumpy.reordering", "Reshape"): _ChumpyReshape,
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): np.dtype,
+        ("copy_reg", "_reconstructor"): _reconstructor,
+        ("copyreg", "_reconstructor"): _reconstructor,
+        ("_codecs", "encode"): _latin1_encode,
+    }
+    for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
+        allowed[(module, "_reconstruct")] = reconstruct
+        allowed[(module, "scalar")] = scalar
+    for module in ("scipy.sparse.csc", "scipy.sparse._csc", "scipy.sparse"):
+        allowed[(module, "csc_matrix")] = _CscMatrix
+    # Inert builtins that plain containers in a Python-2 pickle may reference.
+    for module in ("__builtin__", "builtins"):
+        for name, value in (("object", object), ("set", set), ("frozenset", frozenset), ("bytes", bytes)):
+            allowed[(module, name)] = value
+    return allowed
+
+
+_ALLOWED_GLOBALS = _allowed_globals()
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    """Resolves only the globals in ``_ALLOWED_GLOBALS``; everything else raises HandModelError."""
+
+    def __init__(self, file: io.BytesIO, source: Path):
+        super().__init__(file, encoding="latin1")
+        self._source = source
+
+    def find_class(self, module: str, name: str) -> Any:
+        try:
+            return _ALLOWED_GLOBALS[(module, name)]
+        except KeyError:
+            pass
+        if module == "chumpy" or module.startswith("chumpy."):
+            raise HandModelError(
+                f"hand model file {self._source} contains a chumpy object of class {module}.{name}, which "
+                "this loader does not evaluate (supported: chumpy.ch.Ch, chumpy.reordering.Select, "
+                "chumpy.reordering.transpose, chumpy.reordering.Reshape)"
+            )
+        raise HandModelError(
+            f"hand model file {self._source} references {module}.{name}, which the restricted loader refuses "
+            "(only numpy arrays, scipy CSC matrices and chumpy Ch/Select/transpose/Reshape are allowed)"
+        )
+
+    def persistent_load(self, pid: Any) -> Any:
+        raise HandModelError(f"hand model file {self._source} uses persistent ids, which are refused")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Turning the stand-ins into arrays
+# ---------------------------------------------------------------------------------------------------------
+
+
+class _Evaluator:
+    """Evaluates chumpy stand-ins recursively (memoised, cycle-safe) and densifies CSC matrices."""
+
+    def __init__(self, source: Path):
+        self._source = source
+        self._memo: dict[int, np.ndarray] = {}
+        self._active: set[int] = set()
+
+    def value(self, obj: Any, key: str) -> Any:
+        if isinstance(obj, _ChumpyNode):
+            return self._node_value(obj, key)
+        if isinstance(obj, _CscMatrix):
+            return self._dense(obj, key)
+        return obj
+
+    def array(self, obj: Any, key: str, what: str) -> np.ndarray:
+        value = self.value(obj, key)
+        try:
+            return np.asarray(value)
+        except Exception as exc:
+            raise self._error(key, f"{what} is not array-like ({type(value).__name__})") from exc
+
+    def _error(self, key: str, message: str) -> HandModelError:
+        return HandModelError(f"hand model file {self._source}: key '{key}': {message}")
+
+    def _node_value(self, node: _ChumpyNode, key: str) -> np.ndarray:
+        ident = id(node)
+        if ident in self._memo:
+            return self._memo[ident]
+        if ident in self._active:
+            raise self._error(key, f"{node.qualified_name} refers to itself")
+        self._active.add(ident)
+        try:
+            result = self._evaluate_node(node, key)
+        except HandModelError:
+            raise
+        except Exception as exc:  # bad indices, shapes or axes in the pickled state
+            raise self._error(key, f"cannot evaluate {node.qualified_name}: {exc}") from exc
+        finally:
+            self._active.discard(ident)
+        self._memo[ident] = result
+        return result
+
+    def _evaluate_node(self, node: _ChumpyNode, key: str) -> np.ndarray:
+        name = node.qualified_name
+        if isinstance(node, _ChumpyCh):
+            return self.array(node.require("x"), key, f"{name}.x")
+        base = self.array(node.require("a"), key, f"{name}.a")
+        if isinstance(node, _ChumpySelect):
+            idxs = self.array(node.require("idxs"), key, f"{name}.idxs")
+            out = base.ravel()[idxs]
+            shape = self.value(node.get("preferred_shape"), key)
+            return out if shape is None else out.reshape(tuple(np.asarray(shape).ravel().tolist()))
+        if isinstance(node, _ChumpyTranspose):
+            axes = self.value(node.get("axes"), key)
+            return np.transpose(base, None if axes is None else tuple(np.asarray(axes).ravel().tolist()))
+        newshape = self.value(node.require("newshape"), key)
+        return base.reshape(tuple(np.asarray(newshape).ravel().tolist()))
+
+    def _dense(self, matrix: _CscMatrix, key: str) -> np.ndarray:
+        shape = matrix.get("_shape", matrix.get("shape"))
+        try:
+            rows, cols = (int(n) for n in shape)
+            data = np.asarray(self.value(matrix.require("data"), key), dtype=np.float64).ravel()
+            indices = np.asarray(self.value(matrix.require("indices"), key), dtype=np.int64).ravel()
+            indptr = np.asarray(self.value(matrix.require("indptr"), key), dtype=np.int64).ravel()
+        except HandModelError:
+            raise
+        except Exception as exc:
+            raise self._error(key, f"unreadable sparse matrix: {exc}") from exc
+        if rows < 0 or cols < 0 or rows * cols > _MAX_DENSE_ENTRIES:
+            raise self._error(key, f"sparse matrix of shape {(rows, cols)} is far too large for a hand model")
+        if (
+            indptr.size != cols + 1
+            or indptr[0] != 0
+            or np.any(np.diff(indptr) < 0)
+            or indptr[-1] != data.size
+            or indices.size != data.size
+            or (indices.size and (indices.min() < 0 or indices.max() >= rows))
+        ):
+            raise self._error(key, f"inconsistent CSC matrix of shape {(rows, cols)}")
+        dense = np.zeros((rows, cols), dtype=np.float64)
+        columns = np.repeat(np.arange(cols), np.diff(indptr))
+        np.add.at(dense, (indices, columns), data)  # duplicates add up, as in scipy
+        return dense
+
+
+def _read_pickle(path: Path) -> Any:
+    if not path.is_file():
+        raise HandModelError(f"hand model file {path} does not exist or is not a file")
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise HandModelError(f"hand model file {path} cannot be read: {exc}") from exc
+    try:
+        return _RestrictedUnpickler(io.BytesIO(raw), path).load()
+    except HandModelError as exc:
+        if str(path) in str(exc):
+            raise
+        raise HandModelError(f"hand model file {path}: {exc}") from exc
+    except Exception as exc:  # UnpicklingError, EOFError, ValueError, ... from corrupt or truncated data
+        raise HandModelError(
+            f"hand model file {path} is not a readable MANO-format pickle (corrupt or truncated?): "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def load_hand_model_file(path: str | Path) -> dict[str, np.ndarray | str]:
+    """Load a MANO-format hand model pickle (official MANO or the stand-in) without chumpy or scipy.
+
+    Returns plain arrays (``J_regressor`` dense) and strings, validated by :func:`validate_hand_model`.
+    Raises HandModelError naming the file (and key) for a missing, corrupt, unsafe or wrongly shaped file.
+    """
+    path = Path(path)
+    content = _read_pickle(path)
+    if not isinstance(content, dict):
+        raise HandModelError(f"hand model file {path} holds a {type(content).__name__}, expected a dict")
+    evaluator = _Evaluator(path)
+    arrays: dict[str, np.ndarray | str] = {}
+    for key, raw_value in content.items():
+        key = key.decode("latin1") if isinstance(key, bytes) else str(key)
+        try:
+            value = evaluator.value(raw_value, key)
+        except HandModelError as exc:
+            if str(path) in str(exc):
+                raise
+            raise HandModelError(f"hand model file {path}: key '{key}': {exc}") from exc
+        if isinstance(value, bytes):
+            value = value.decode("latin1")
+        if isinstance(value, str | np.ndarray):
+            arrays[key] = value
+    return validate_hand_model(arrays, source=str(path))
+
+
+def validate_hand_model(arrays: Mapping[str, Any], source: str = "<arrays>") -> dict[str, np.ndarray | str]:
+    """Check keys, shapes, finiteness, face indices and kinematic tree; return float64/int64 copies.
+
+    ``source`` (usually the file path) is named in every HandModelError.
+    """
+    out: dict[str, np.ndarray | str] = {k: v for k, v in arrays.items() if isinstance(v, str)}
+    missing = [key for key in REQUIRED_SHAPES if key not in arrays]
+    if missing:
+        raise HandModelError(f"hand model {source}: missing key(s) {', '.join(missing)}")
+    for key, shape in (*REQUIRED_SHAPES.items(), *OPTIONAL_SHAPES.items()):
+        if key not in arrays:
+            continue
+        try:
+            value = np.asarray(arrays[key])
+            if key == "betas":
+                value = value.reshape(-1)
+            value = value.astype(np.int64 if key in ("f", "kintree_table") else np.float64)
+        except (TypeError, ValueError) as exc:
+            raise HandModelError(f"hand model {source}: key '{key}' is not numeric: {exc}") from exc
+        if value.ndim != len(shape) or any(want not in (-1, got) for want, got in zip(shape, value.shape)):
+            raise HandModelError(
+                f"hand model {source}: key '{key}' has shape {value.shape}, expected "
+                f"{tuple('N' if s == -1 else s for s in shape)}"
+            )
+        if key not in ("f", "kintree_table") and not np.all(np.isfinite(value)):
+            raise HandModelError(f"hand model {source}: key '{key}' contains non-finite values")
+        out[key] = value
+    faces = out["f"]
+    if faces.min() < 0 or faces.max() >= NUM_VERTICES:
+        raise HandModelError(f"hand model {source}: key 'f' has vertex indices outside [0, {NUM_VERTICES})")
+    parents = out["kintree_table"][0]
+    if int(parents[0]) not in _ROOT_PARENT_IDS or tuple(parents[1:]) != MANO_KINTREE_PARENTS[1:]:
+        raise HandModelError(
+            f"hand model {source}: key 'kintree_table' has parents {parents.tolist()}, expected the MANO "
+            f"tree {list(MANO_KINTREE_PARENTS)}"
+        )
+    return out
+
+
+def find_hand_model_file(directory: str | Path, side: str) -> Path:
+    """The hand model file for ``side`` in ``directory``.
+
+    ``MANO_RIGHT.pkl`` / ``MANO_LEFT.pkl`` if present, else the stand-in ``STANDIN_HAND_RIGHT.pkl`` /
+    ``STANDIN_HAND_LEFT.pkl``. Raises HandModelError naming the directory and both expected file names.
+    """
+    if side not in MODEL_FILE_NAMES:
+        raise HandModelError(f"unknown hand side {side!r}, expected 'right' or 'left'")
+    directory = Path(directory)
+    candidates = (MODEL_FILE_NAMES[side], STANDIN_FILE_NAMES[side])
+    for name in candidates:
+        if (directory / name).is_file():
+            return directory / name
+    if not directory.is_dir():
+        raise HandModelError(
+            f"hand model directory {directory} does not exist "
+            f"(expected {candidates[0]} or {candidates[1]} in it)"
+        )
+    raise HandModelError(
+        f"hand model directory {directory} holds neither {candidates[0]} nor {candidates[1]}"
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The layer
+# ---------------------------------------------------------------------------------------------------------
+
+
+def axis_angle_to_matrix(axis_angle: torch.Tensor) -> torch.Tensor:
+    """Rodrigues' formula, (..., 3) axis-angle -> (..., 3, 3); exact with finite gradients at zero angle."""
+    theta2 = (axis_angle * axis_angle).sum(-1)[..., None, None]
+    small = theta2 < 1e-10
+    safe_theta = torch.sqrt(torch.where(small, torch.ones_like(theta2), theta2))
+    half_sinc = torch.sin(safe_theta / 2) / (safe_theta / 2)
+    # sin(t)/t and (1 - cos t)/t² = sinc²(t/2)/2, replaced by their Taylor series near 0
+    a = torch.where(small, 1 - theta2 / 6, torch.sin(safe_theta) / safe_theta)
+    b = torch.where(small, 0.5 - theta2 / 24, 0.5 * half_sinc * half_sinc)
+    x, y, z = axis_angle.unbind(-1)
+    zero = torch.zeros_like(x)
+    skew = torch.stack((zero, -z, y, z, zero, -x, -y, x, zero), -1).reshape(*axis_angle.shape[:-1], 3, 3)
+    eye = torch.eye(3, dtype=axis_angle.dtype, device=axis_angle.device)
+    return eye + a * skew + b * (skew @ skew)
+
+
+def _as_tensor(array: Any, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    return torch.as_tensor(np.ascontiguousarray(array), dtype=dtype).clone()
+
+
+class ManoLayer(nn.Module):
+    """Differentiable MANO hand (manopth-compatible buffers), returning vertices and 21 joints in metres.
+
+    ``model_path`` is a MANO-format pickle (or a directory searched with :func:`find_hand_model_file`);
+    ``arrays`` is an already loaded model dict (e.g. from :func:`make_standin_hand_model`). With neither, all
+    buffers are zeros of the right shapes, to be filled from a checkpoint (the official HFL-Net checkpoint
+    stores them under ``mano_branch.mano_layer.``).
+    """
+
+    def __init__(
+        self,
+        model_path: str | Path | None = None,
+        *,
+        side: str = "right",
+        use_pca: bool = False,
+        ncomps: int = 45,
+        flat_hand_mean: bool = True,
+        center_idx: int | None = None,
+        arrays: Mapping[str, Any] | None = None,
+    ):
+        super().__init__()
+        if side not in MODEL_FILE_NAMES:
+            raise HandModelError(f"unknown hand side {side!r}, expected 'right' or 'left'")
+        if not 1 <= ncomps <= NUM_FINGER_POSE:
+            raise ValueError(f"ncomps must be in [1, {NUM_FINGER_POSE}], got {ncomps}")
+        if center_idx is not None and not 0 <= center_idx < len(MANO_TO_OUTPUT_ORDER):
+            raise ValueError(f"center_idx must be None or a joint index in [0, 21), got {center_idx}")
+        if model_path is not None and arrays is not None:
+            raise ValueError("give either model_path or arrays, not both")
+        self.side = side
+        self.use_pca = use_pca
+        self.ncomps = ncomps
+        self.flat_hand_mean = flat_hand_mean
+        self.center_idx = center_idx
+        self.pose_size = 3 + (ncomps if use_pca else NUM_FINGER_POSE)
+
+        if model_path is not None:
+            path = Path(model_path)
+            if path.is_dir():
+                path = find_hand_model_file(path, side)
+            model = load_hand_model_file(path)
+        elif arrays is not None:
+            model = validate_hand_model(arrays, source="<arrays>")
+        else:
+            model = None
+
+        def buffer(
+            key: str,
+            shape: tuple[int, ...],
+            convert: Callable[[np.ndarray], np.ndarray] | None = None,
+            dtype: torch.dtype = torch.float32,
+        ) -> torch.Tensor:
+            if model is None or key not in model:
+                return torch.zeros(shape, dtype=dtype)
+            value = np.asarray(model[key])
+            return _as_tensor(convert(value) if convert else value, dtype).reshape(shape)
+
+        mean_source = None if flat_hand_mean else "hands_mean"
+        self.register_buffer("th_betas", buffer("betas", (1, NUM_BETAS)))
+        self.register_buffer("th_shapedirs", buffer("shapedirs", (NUM_VERTICES, 3, NUM_BETAS)))
+        self.register_buffer("th_posedirs", buffer("posedirs", (NUM_VERTICES, 3, NUM_POSE_FEATURES)))
+        self.register_buffer("th_v_template", buffer("v_template", (1, NUM_VERTICES, 3)))
+        self.register_buffer("th_J_regressor", buffer("J_regressor", (NUM_KINEMATIC_JOINTS, NUM_VERTICES)))
+        self.register_buffer("th_weights", buffer("weights", (NUM_VERTICES, NUM_KINEMATIC_JOINTS)))
+        self.register_buffer("th_faces", buffer("f", (NUM_FACES, 3), dtype=torch.int64))
+        self.register_buffer(
+            "th_hands_mean",
+            buffer(mean_source, (1, NUM_FINGER_POSE)) if mean_source else torch.zeros(1, NUM_FINGER_POSE),
+        )
+        self.register_buffer(
+            "th_selected_comps", buffer("hands_components", (ncomps, NUM_FINGER_POSE), lambda c: c[:ncomps])
+        )
+        self._parents = list(MANO_KINTREE_PARENTS)
+        self.register_buffer("_tips", torch.tensor(FINGERTIP_VERTICES), persistent=False)
+        self.register_buffer("_order", torch.tensor(MANO_TO_OUTPUT_ORDER), persistent=False)
+
+    @property
+    def faces(self) -> np.ndarray:
+        """Triangle vertex indices (1538, 3), int64."""
+        return self.th_faces.detach().cpu().numpy().astype(np.int64)
+
+    def extra_repr(self) -> str:
+        return f"side={self.side}, use_pca={self.use_pca}, ncomps={self.ncomps}, center_idx={self.center_idx}"
+
+    def forward(
+        self, pose_coeffs: torch.Tensor, betas: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pose and shape -> (verts (B, 778, 3), joints (B, 21, 3)) in metres.
+
+        ``pose_coeffs`` is (B, 3 + ncomps) with PCA, else (B, 48) axis-angle (root first); ``betas`` is
+        (B, 10), or None for ``th_betas``. Joints are in JOINT_NAMES order; everything is centred on joint
+        ``center_idx`` when it is set.
+        """
+        template = self.th_v_template
+        if pose_coeffs.ndim != 2 or pose_coeffs.shape[1] != self.pose_size:
+            raise InputError(
+                f"MANO pose must have shape (B, {self.pose_size}), got {tuple(pose_coeffs.shape)}"
+            )
+        pose = pose_coeffs.to(dtype=template.dtype, device=template.device)
+        batch = pose.shape[0]
+        if betas is None:
+            betas = self.th_betas.expand(batch, NUM_BETAS)
+        elif betas.shape != (batch, NUM_BETAS):
+            raise InputError(f"MANO betas must have shape ({batch}, {NUM_BETAS}), got {tuple(betas.shape)}")
+        betas = betas.to(pose)
+
+        finger_pose = pose[:, 3:]
+        if self.use_pca:
+            finger_pose = finger_pose @ self.th_selected_comps
+        full_pose = torch.cat((pose[:, :3], self.th_hands_mean + finger_pose), 1)
+        rotations = axis_angle_to_matrix(full_pose.reshape(batch, NUM_KINEMATIC_JOINTS, 3))
+
+        eye = torch.eye(3, dtype=pose.dtype, device=pose.device)
+        pose_feature = (rotations[:, 1:] - eye).reshape(batch, NUM_POSE_FEATURES)
+        shape_offsets = betas @ self.th_shapedirs.reshape(-1, NUM_BETAS).T
+        v_shaped = template + shape_offsets.reshape(batch, NUM_VERTICES, 3)
+        rest_joints = self.th_J_regressor @ v_shaped  # (B, 16, 3)
+        pose_offsets = pose_feature @ self.th_posedirs.reshape(-1, NUM_POSE_FEATURES).T
+        v_posed = v_shaped + pose_offsets.reshape(batch, NUM_VERTICES, 3)
+
+        # Forward kinematics: world rotation and position of every joint.
+        world_rot = [rotations[:, 0]]
+        world_pos = [rest_joints[:, 0]]
+        for joint in range(1, NUM_KINEMATIC_JOINTS):
+            parent = self._parents[joint]
+            bone = (rest_joints[:, joint] - rest_joints[:, parent]).unsqueeze(-1)
+            world_rot.append(world_rot[parent] @ rotations[:, joint])
+            world_pos.append(world_pos[parent] + (world_rot[parent] @ bone).squeeze(-1))
+        joint_rot = torch.stack(world_rot, 1)  # (B, 16, 3, 3)
+        joint_pos = torch.stack(world_pos, 1)  # (B, 16, 3)
+
+        # Linear blend skinning with transforms relative to the rest pose: x -> R_j (x - J_j) + G_j.
+        skin_trans = joint_pos - (joint_rot @ rest_joints.unsqueeze(-1)).squeeze(-1)
+        vert_rot = torch.einsum("vj,bjmn->bvmn", self.th_weights, joint_rot)
+        vert_trans = self.th_weights @ skin_trans
+        verts = (vert_rot @ v_posed.unsqueeze(-1)).squeeze(-1) + vert_trans
+
+        joints = torch.cat((joint_pos, verts[:, self._tips]), 1)[:, self._order]
+        if self.center_idx is not None:
+            centre = joints[:, self.center_idx : self.center_idx + 1]
+            verts = verts - centre
+            joints = joints - centre
+        return verts, joints

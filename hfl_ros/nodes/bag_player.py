@@ -1,0 +1,239 @@
+"""The ``bag_player`` node: replay a bag into live topics with the original header stamps and /clock.
+
+Recorded CDR bytes are published as they are (``Publisher.publish`` of raw bytes), paced by their log time and
+``rate``. Before the first message the player waits until every played topic has ``wait_for_subscribers``
+matched subscriptions (at most ``wait_timeout`` seconds), so nothing is lost to discovery. /clock carries the log
+time of the last published message (and is refreshed at ``clock_hz`` while waiting between messages), for nodes
+run with ``use_sim_time``. At the end it waits for reliable subscribers to acknowledge what was published.
+
+Run as ``ros2 run hfl_ros bag_player --ros-args -p bag:=BAG -p rate:=1.0`` or ``bag_player BAG [--rate R]``
+(command-line values set the parameters' defaults; ``-p`` overrides them), or through ``hfl-ros play BAG``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ..bag.player import CLOCK_TOPIC, Pacer, PlayOptions, playback, python_message_module, select_topics
+from ..bag.reader import BagReader
+from ..errors import HflRosError
+
+NODE_NAME = "bag_player"
+
+
+def _message_class(msgtype: str) -> type | None:
+    module, name = python_message_module(msgtype)
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        return None
+
+
+class BagPlayerNode:
+    """An rclpy node that plays one bag. Build it after ``rclpy.init``; call :meth:`play`."""
+
+    def __init__(self, options: PlayOptions | None = None, *, node_name: str = NODE_NAME) -> None:
+        import rclpy.node
+
+        defaults = options or PlayOptions(bag=Path(""))
+        self.node = rclpy.node.Node(node_name)
+        self.options = self._declare(defaults)
+        self.options.validate()
+        self.published = 0
+        self.publishers: dict[str, Any] = {}
+        self.skipped_topics: dict[str, str] = {}
+        self._clock_pub = None
+
+    def _declare(self, d: PlayOptions) -> PlayOptions:
+        from rcl_interfaces.msg import ParameterDescriptor
+
+        def declare(name: str, value: Any, text: str) -> Any:
+            return self.node.declare_parameter(name, value, ParameterDescriptor(description=text)).value
+
+        topics = declare("topics", list(d.topics) or [""], "Topics to play; empty: all.")
+        return PlayOptions(
+            bag=Path(declare("bag", str(d.bag) if str(d.bag) not in ("", ".") else "", "Bag to play.")),
+            rate=float(declare("rate", float(d.rate), "Playback speed factor (> 0).")),
+            topics=tuple(t for t in topics if t),
+            loop=bool(declare("loop", bool(d.loop), "Play again from the start at the end.")),
+            clock=bool(declare("clock", bool(d.clock), "Publish /clock (rosgraph_msgs/Clock).")),
+            clock_hz=float(declare("clock_hz", float(d.clock_hz), "/clock rate while waiting, Hz.")),
+            wait_for_subscribers=int(declare("wait_for_subscribers", int(d.wait_for_subscribers),
+                                             "Subscriptions each topic needs before playing; 0: no wait.")),
+            wait_timeout=float(declare("wait_timeout", float(d.wait_timeout),
+                                       "Seconds to wait for subscribers before playing anyway.")),
+        )
+
+    # -- setup ---------------------------------------------------------------------------------------------------
+    def _create_publishers(self) -> list[str]:
+        from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+        if not str(self.options.bag):
+            raise HflRosError("no bag given: set the 'bag' parameter (or pass BAG)")
+        with BagReader(self.options.bag) as reader:
+            chosen = select_topics(reader.topics, self.options.topics)
+        for name, info in chosen.items():
+            cls = _message_class(info.msgtype)
+            if cls is None:
+                self.skipped_topics[name] = info.msgtype
+                self.node.get_logger().warning(f"not playing {name}: message type {info.msgtype} is not installed")
+                continue
+            latched = name == "/tf_static"
+            qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE)
+            self.publishers[name] = self.node.create_publisher(cls, name, qos)
+        if self.options.clock:
+            from rosgraph_msgs.msg import Clock
+
+            self._clock_pub = self.node.create_publisher(Clock, CLOCK_TOPIC, 10)
+        return list(self.publishers)
+
+    def wait_for_subscribers(self) -> list[str]:
+        """Wait until each topic has enough subscriptions (or the timeout); return the topics still short."""
+        need = self.options.wait_for_subscribers
+        deadline = time.monotonic() + self.options.wait_timeout
+        short = list(self.publishers)
+        while need > 0:
+            short = [t for t, pub in self.publishers.items() if pub.get_subscription_count() < need]
+            if not short or time.monotonic() >= deadline:
+                break
+            time.sleep(0.02)  # polls the graph (kept up to date by the executor thread)
+        if need > 0 and short:
+            self.node.get_logger().warning(
+                f"starting after {self.options.wait_timeout:g} s although these topics have fewer than {need} "
+                f"subscriber(s): {', '.join(short)}")
+        return short if need > 0 else []
+
+    # -- playing -------------------------------------------------------------------------------------------------
+    def _publish_clock(self, log_time_ns: int) -> None:
+        if self._clock_pub is None:
+            return
+        from builtin_interfaces.msg import Time
+        from rosgraph_msgs.msg import Clock
+
+        self._clock_pub.publish(Clock(clock=Time(sec=log_time_ns // 1_000_000_000,
+                                                 nanosec=log_time_ns % 1_000_000_000)))
+
+    def play(self, stop: threading.Event | None = None) -> int:
+        """Create the publishers, wait for subscribers, publish every message; return the count published."""
+        import rclpy
+        from rclpy.duration import Duration
+
+        stop = stop or threading.Event()
+        self._create_publishers()
+        self.wait_for_subscribers()
+        pacer = Pacer(self.options.rate)
+        clock_period = 1.0 / self.options.clock_hz
+        last_log: int | None = None
+        for raw in playback(self.options, list(self.publishers)):
+            if stop.is_set() or not rclpy.ok():
+                break
+            if last_log is not None and raw.log_time_ns < last_log:
+                pacer.restart()  # looped back to the start
+            delay = pacer.delay(raw.log_time_ns)
+            while delay > 0:
+                if stop.wait(min(delay, clock_period)):
+                    return self.published
+                now = pacer.log_time_now()
+                if now is not None:  # sim time runs between messages, never past the next one
+                    self._publish_clock(min(now, raw.log_time_ns))
+                delay = pacer.delay(raw.log_time_ns)
+            self._publish_clock(raw.log_time_ns)
+            self.publishers[raw.topic].publish(bytes(raw.data))
+            self.published += 1
+            last_log = raw.log_time_ns
+        for publisher in self.publishers.values():
+            publisher.wait_for_all_acked(Duration(seconds=5.0))
+        return self.published
+
+    def destroy(self) -> None:
+        self.node.destroy_node()
+
+
+def run_player(options: PlayOptions, args: Sequence[str] | None = None) -> int:
+    """Init rclpy, play the bag (spinning the node in a background thread), shut down; return messages played."""
+    import rclpy
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+
+    rclpy.init(args=list(args) if args is not None else None)
+    player = None
+    executor = SingleThreadedExecutor()
+    stop = threading.Event()
+    spinner = None
+    try:
+        player = BagPlayerNode(options)
+        executor.add_node(player.node)
+        spinner = threading.Thread(target=_spin, args=(executor, stop), daemon=True)
+        spinner.start()
+        count = player.play(stop)
+        player.node.get_logger().info(f"played {count} message(s) from {player.options.bag}")
+        return count
+    except (KeyboardInterrupt, ExternalShutdownException):
+        return player.published if player is not None else 0
+    finally:
+        stop.set()
+        executor.shutdown(timeout_sec=1.0)
+        if spinner is not None:
+            spinner.join(timeout=2.0)
+        if player is not None:
+            player.destroy()
+        rclpy.try_shutdown()
+
+
+def _spin(executor: Any, stop: threading.Event) -> None:
+    from rclpy.executors import ExternalShutdownException
+
+    try:
+        while not stop.is_set():
+            executor.spin_once(timeout_sec=0.05)
+    except (ExternalShutdownException, KeyboardInterrupt):
+        pass
+    except Exception:  # noqa: BLE001 - the executor was shut down under us at exit
+        pass
+
+
+def add_play_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options shared by ``hfl-ros play`` and the ``bag_player`` executable."""
+    parser.add_argument("bag", nargs="?", type=Path, help="rosbag2 directory or .mcap / .db3 file")
+    parser.add_argument("--rate", type=float, default=1.0, help="playback speed factor (default 1)")
+    parser.add_argument("--topics", nargs="+", default=(), help="play only these topics")
+    parser.add_argument("--loop", action="store_true", help="play again from the start at the end")
+    parser.add_argument("--no-clock", action="store_true", help="do not publish /clock")
+    parser.add_argument("--clock-hz", type=float, default=40.0, help="/clock rate between messages (Hz)")
+    parser.add_argument("--wait-for-subscribers", type=int, default=1, metavar="N",
+                        help="wait until each topic has N subscribers before playing (0: do not wait)")
+    parser.add_argument("--wait-timeout", type=float, default=10.0,
+                        help="seconds to wait for subscribers, then play anyway (default 10)")
+
+
+def options_from_args(args: argparse.Namespace) -> PlayOptions:
+    return PlayOptions(bag=args.bag if args.bag is not None else Path(""), rate=args.rate, topics=tuple(args.topics),
+                       loop=args.loop, clock=not args.no_clock, clock_hz=args.clock_hz,
+                       wait_for_subscribers=args.wait_for_subscribers, wait_timeout=args.wait_timeout)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``ros2 run hfl_ros bag_player``."""
+    from rclpy.utilities import remove_ros_args
+
+    argv = list(sys.argv if argv is None else argv)
+    parser = argparse.ArgumentParser(prog="bag_player", description="Replay a rosbag into live ROS 2 topics.")
+    add_play_arguments(parser)
+    args = parser.parse_args(remove_ros_args(argv)[1:])
+    try:
+        run_player(options_from_args(args), argv)
+    except (HflRosError, ValueError) as exc:
+        print(f"bag_player: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,167 @@
+"""Training crops and augmentation (spec §1): crop jitter and scale, rotation about the optical axis, blur and
+colour jitter.
+
+The rotation is applied to the 3D scene: points X -> Rz X with Rz a rotation about the camera's z axis. Its
+image is the homography K Rz K^-1, which for fx = fy is the spec's rotation of the image about the principal
+point; the crop's K' = A K then projects the rotated 3D targets onto the warped image exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from PIL import Image, ImageFilter
+
+from ..geometry.boxes import box_from_points
+
+CROP_BOX_FACTOR = 1.5
+
+
+@dataclass
+class AugmentConfig:
+    """Augmentation parameters; the defaults are the spec's (HO3D rotation)."""
+
+    enabled: bool = True
+    centre_jitter: float = 0.1  # crop centre + U(-c, c) * scale on each axis
+    scale_jitter: float = 0.2  # crop scale * clip(1 + s * N(0, 1), *scale_clip)
+    scale_clip: tuple[float, float] = (0.8, 1.2)
+    rotation: str = "uniform"  # "uniform": U(-max, max) (HO3D); "gaussian": DexYCB's; "none"
+    rotation_max_deg: float = 180.0
+    rotation_sigma_deg: float = 30.0  # gaussian: clip(N(0, 1), +-clip_sigmas) * sigma with probability prob
+    rotation_clip_sigmas: float = 2.0
+    rotation_prob: float = 0.6
+    blur_radius: float = 0.5  # Gaussian blur radius U(0, r)
+    brightness: float = 0.5
+    contrast: float = 0.5
+    saturation: float = 0.5
+    hue: float = 0.15
+
+    def __post_init__(self) -> None:
+        if self.rotation not in ("uniform", "gaussian", "none"):
+            raise ValueError(f"rotation must be 'uniform', 'gaussian' or 'none', got {self.rotation!r}")
+        self.scale_clip = tuple(float(v) for v in self.scale_clip)  # type: ignore[assignment]
+
+    @classmethod
+    def for_dataset(cls, kind: str, **overrides) -> AugmentConfig:
+        """The spec's settings for "ho3d" (uniform rotation) or "dexycb" (gaussian rotation)."""
+        rotation = "gaussian" if kind == "dexycb" else "uniform"
+        return cls(**{"rotation": rotation, **overrides})
+
+
+@dataclass(frozen=True)
+class CropParams:
+    """Where the crop is taken: centre and side (image px) after the rotation, and the rotation angle."""
+
+    centre: tuple[float, float]
+    scale: float
+    angle: float  # radians, about the camera z axis
+
+
+def crop_region(hand_points, object_points, image_wh: tuple[int, int]) -> tuple[np.ndarray, float]:
+    """Centre and side of the crop: the union of the f=1.5 boxes of both point sets, clipped to the image,
+    with an int-truncated centre and the longer side as the scale (spec §1)."""
+    hand = box_from_points(hand_points, CROP_BOX_FACTOR)
+    region = hand
+    if object_points is not None and len(object_points):
+        obj = box_from_points(object_points, CROP_BOX_FACTOR)
+        region = np.concatenate([np.minimum(hand[:2], obj[:2]), np.maximum(hand[2:], obj[2:])])
+    width, height = image_wh
+    x1, y1 = max(region[0], 0.0), max(region[1], 0.0)
+    x2, y2 = min(region[2], float(width)), min(region[3], float(height))
+    centre = np.trunc(np.array([(x1 + x2) / 2.0, (y1 + y2) / 2.0]))
+    return centre, float(max(x2 - x1, y2 - y1))
+
+
+def sample_rotation(rng: np.random.Generator, cfg: AugmentConfig) -> float:
+    if cfg.rotation == "uniform":
+        return float(rng.uniform(-1.0, 1.0) * math.radians(cfg.rotation_max_deg))
+    if cfg.rotation == "gaussian":
+        angle = np.clip(rng.standard_normal(), -cfg.rotation_clip_sigmas, cfg.rotation_clip_sigmas)
+        angle = float(angle) * math.radians(cfg.rotation_sigma_deg)
+        return angle if rng.uniform() <= cfg.rotation_prob else 0.0
+    return 0.0
+
+
+def rotation_z(angle: float) -> np.ndarray:
+    """Rotation by ``angle`` about the camera z axis (x right, y down: clockwise on screen for angle > 0)."""
+    c, s = math.cos(angle), math.sin(angle)
+    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+
+
+def rotation_homography(K, angle: float) -> np.ndarray:
+    """Image px -> image px of the scene rotated about the camera z axis: K Rz K^-1."""
+    K = np.asarray(K, dtype=np.float64)
+    return K @ rotation_z(angle) @ np.linalg.inv(K)
+
+
+def crop_matrix(centre, scale: float, size: int) -> np.ndarray:
+    """3x3 affine image px -> crop px: x' = s x + size (0.5 - cx / scale), s = size / scale."""
+    s = size / scale
+    cx, cy = centre
+    ox, oy = size * (0.5 - cx / scale), size * (0.5 - cy / scale)
+    return np.array([[s, 0.0, ox], [0.0, s, oy], [0.0, 0.0, 1.0]])
+
+
+def apply_homography(H, points) -> np.ndarray:
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    uvw = np.concatenate([pts, np.ones((len(pts), 1))], axis=1) @ np.asarray(H).T
+    return uvw[:, :2] / uvw[:, 2:3]
+
+
+def sample_crop(
+    rng: np.random.Generator | None, centre, scale: float, K, cfg: AugmentConfig | None
+) -> CropParams:
+    """Jitter the crop (centre, scale) and draw the rotation; the centre is moved with the rotated image."""
+    if rng is None or cfg is None or not cfg.enabled:
+        return CropParams((float(centre[0]), float(centre[1])), float(scale), 0.0)
+    c = np.asarray(centre, dtype=np.float64) + rng.uniform(-cfg.centre_jitter, cfg.centre_jitter, 2) * scale
+    lo, hi = cfg.scale_clip
+    scale = scale * float(np.clip(1.0 + cfg.scale_jitter * rng.standard_normal(), lo, hi))
+    angle = sample_rotation(rng, cfg)
+    if angle:
+        c = apply_homography(rotation_homography(K, angle), c)[0]
+    return CropParams((float(c[0]), float(c[1])), float(scale), angle)
+
+
+def crop_homography(params: CropParams, K, size: int) -> np.ndarray:
+    """Image px -> crop px (rotation, then the crop affine)."""
+    A = crop_matrix(params.centre, params.scale, size)
+    return A @ rotation_homography(K, params.angle) if params.angle else A
+
+
+def warp(image: np.ndarray, H, size: int) -> np.ndarray:
+    """Warp with nearest sampling and black outside, in PIL's convention (output pixel (x, y) reads the input
+    at floor(H^-1 (x + 0.5, y + 0.5))), as :func:`hfl_ros.geometry.crop.warp_image` does for pure crops."""
+    shift, unshift = np.eye(3), np.eye(3)
+    shift[:2, 2], unshift[:2, 2] = 0.5, -0.5
+    to_source = unshift @ np.linalg.inv(np.asarray(H, dtype=np.float64)) @ shift
+    return cv2.warpPerspective(
+        np.ascontiguousarray(image), to_source, (size, size),
+        flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT, borderValue=0,
+    )
+
+
+def photometric(image: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig) -> np.ndarray:
+    """Gaussian blur with radius U(0, r), then brightness / contrast / saturation / hue jitter in random order
+    (torchvision ColorJitter's factor ranges), drawn from ``rng``."""
+    from torchvision.transforms import functional as tvf
+
+    img = Image.fromarray(image)
+    if cfg.blur_radius > 0:
+        img = img.filter(ImageFilter.GaussianBlur(float(rng.uniform(0.0, cfg.blur_radius))))
+    ops = [
+        (tvf.adjust_brightness, cfg.brightness, False),
+        (tvf.adjust_contrast, cfg.contrast, False),
+        (tvf.adjust_saturation, cfg.saturation, False),
+        (tvf.adjust_hue, cfg.hue, True),
+    ]
+    for i in rng.permutation(len(ops)):
+        fn, amount, is_hue = ops[i]
+        if amount <= 0:
+            continue
+        factor = rng.uniform(-amount, amount) if is_hue else rng.uniform(max(0.0, 1 - amount), 1 + amount)
+        img = fn(img, float(factor))
+    return np.asarray(img, dtype=np.uint8)

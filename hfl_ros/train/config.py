@@ -1,0 +1,176 @@
+"""Training configuration: dataclasses read from YAML, with ``section.key=value`` overrides.
+
+The defaults are the paper's HO3D recipe (spec §7); config/train_ho3d.yaml and config/train_dexycb.yaml spell
+out both recipes. Unknown keys are refused with an error naming them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import InputError
+from .augment import AugmentConfig
+from .losses import LossWeights
+
+DATASET_KINDS = ("ho3d", "dexycb")
+
+
+@dataclass
+class ModelConfig:
+    """The network (hfl_ros.model.HFLNet arguments) and the hand model used for the MANO targets."""
+
+    variant: str = "harmonious"  # "harmonious" (paper), "single", "double"
+    trunk: str = "resnet50"  # "resnet50" (paper), "resnet34", "resnet18"
+    heads: int = 4
+    input_size: int = 256
+    imagenet_weights: bool = True  # the paper initialises the trunk from ImageNet (local cache only)
+    mano_dir: str | None = None  # directory with MANO_RIGHT.pkl (or the stand-in hand model)
+
+
+@dataclass
+class DataConfig:
+    """Which dataset to read (see hfl_ros.data.ho3d / dexycb for the layouts)."""
+
+    kind: str = "ho3d"  # "ho3d" (also synthetic scenes written in the HO3D layout) or "dexycb"
+    root: str | None = None
+    split: str = "train"
+    models_dir: str | None = None  # YCB models, <dir>/<name>/points.xyz (default <root>/models)
+    mano_dir: str | None = None  # DexYCB: MANO_RIGHT.pkl + MANO_LEFT.pkl (default: model.mano_dir)
+    version: str = "auto"  # HO3D: "v2", "v3" or "auto"
+    use_json: bool | None = None  # read the official preprocessed JSON (None: when present)
+    workers: int = 4  # DataLoader worker processes (0: load in the training process)
+
+
+@dataclass
+class OptimConfig:
+    """Adam with a StepLR schedule (spec §7)."""
+
+    lr: float = 1e-4
+    weight_decay: float = 5e-4
+    lr_step: int = 10  # epochs between decays (HO3D 10, DexYCB 5)
+    lr_gamma: float = 0.7
+    scheduler_stop_epoch: int | None = None  # decay only after epochs <= this (DexYCB 35); None: always
+    epochs: int = 70  # HO3D 70, DexYCB 40
+
+
+@dataclass
+class RunConfig:
+    """Batching, seeds, devices, logging and checkpoints."""
+
+    batch_size: int = 64  # global batch (split over DDP ranks)
+    seed: int = 0
+    device: str = "auto"  # "auto" (CUDA when available), "cpu", "cuda", "cuda:1"
+    amp: bool = True  # mixed precision, on CUDA only
+    out_dir: str = "runs/hflnet"
+    log_every: int = 20  # steps between log lines
+    checkpoint_every_epochs: int = 1
+    checkpoint_every_steps: int = 0  # 0: only at epoch ends (and at the end of the run)
+    max_steps: int | None = None  # stop after this many optimizer steps (smoke runs)
+    progress: bool = True  # tqdm progress bars (rank 0 only)
+    deterministic: bool = False  # torch.use_deterministic_algorithms (slower on CUDA)
+
+
+@dataclass
+class TrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    loss: LossWeights = field(default_factory=LossWeights)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (YAML/JSON/checkpoint friendly: tuples become lists)."""
+        return _plain(dataclasses.asdict(self))
+
+    def validate(self) -> TrainConfig:
+        if self.data.kind not in DATASET_KINDS:
+            raise InputError(f"data.kind must be one of {DATASET_KINDS}, got {self.data.kind!r}")
+        if self.run.batch_size <= 0:
+            raise InputError(f"run.batch_size must be positive, got {self.run.batch_size}")
+        if self.optim.epochs <= 0 or self.optim.lr_step <= 0:
+            raise InputError("optim.epochs and optim.lr_step must be positive")
+        return self
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _section(cls, values: Any, where: str):
+    if values is None:
+        values = {}
+    if not isinstance(values, dict):
+        raise InputError(f"config section {where!r} must be a mapping, got {type(values).__name__}")
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(values) - set(names))
+    if unknown:
+        raise InputError(f"unknown config key(s) in {where}: {', '.join(unknown)}; known: {', '.join(names)}")
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"bad config section {where!r}: {exc}") from None
+
+
+_SECTIONS = {
+    "model": ModelConfig,
+    "data": DataConfig,
+    "augment": AugmentConfig,
+    "loss": LossWeights,
+    "optim": OptimConfig,
+    "run": RunConfig,
+}
+
+
+def config_from_dict(values: dict[str, Any] | None) -> TrainConfig:
+    """A validated TrainConfig from nested dicts (missing keys keep their defaults)."""
+    values = values or {}
+    if not isinstance(values, dict):
+        raise InputError(f"a config must be a mapping of sections, got {type(values).__name__}")
+    unknown = sorted(set(values) - set(_SECTIONS))
+    if unknown:
+        raise InputError(f"unknown config section(s): {', '.join(unknown)}; known: {', '.join(_SECTIONS)}")
+    return TrainConfig(**{k: _section(cls, values.get(k), k) for k, cls in _SECTIONS.items()}).validate()
+
+
+def _parse_value(text: str) -> Any:
+    return yaml.safe_load(text)
+
+
+def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``section.key=value`` strings (values parsed as YAML) to nested dicts."""
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise InputError(f"override {item!r} must look like section.key=value")
+        node = values
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise InputError(f"override {item!r}: {part!r} is not a section")
+        node[parts[-1]] = _parse_value(text)
+    return values
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> TrainConfig:
+    """Read a YAML config (None: the defaults), apply the overrides and validate."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        try:
+            values = yaml.safe_load(path.read_text()) or {}
+        except FileNotFoundError:
+            raise InputError(f"config file {path} not found") from None
+        except yaml.YAMLError as exc:
+            raise InputError(f"config file {path} is not valid YAML: {exc}") from None
+    return config_from_dict(apply_overrides(values, list(overrides or [])))

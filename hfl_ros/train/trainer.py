@@ -1,0 +1,430 @@
+"""The training loop: the paper's recipe (spec §7) with exact resume, AMP on CUDA and DDP through torchrun.
+
+Resume restores the network, optimizer, scheduler, AMP scaler, RNG states, epoch, step and the position in the
+epoch's data order, so a run stopped after N steps and resumed continues exactly as an uninterrupted run would
+(the augmentation of each item is seeded by (seed, epoch, position), independent of workers).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import random
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from ..data.sample import HandObjectSample
+from ..data.torch_dataset import EpochSampler, HandObjectTrainingDataset
+from ..errors import CheckpointError, InputError
+from ..model.checkpoint import load_state_dict_strict, read_checkpoint_file, save_checkpoint
+from ..model.hflnet import HFLNet
+from .config import TrainConfig, config_from_dict
+from .losses import HFLNetLoss
+
+LAST_CHECKPOINT = "checkpoint_last.pt"
+
+
+# -- distributed
+@dataclass(frozen=True)
+class DistributedContext:
+    """Rank and world size from torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK)."""
+
+    enabled: bool = False
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @classmethod
+    def from_env(cls) -> DistributedContext:
+        if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+            return cls()
+        env = os.environ
+        return cls(True, int(env["RANK"]), int(env["WORLD_SIZE"]), int(env.get("LOCAL_RANK", 0)))
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def init(self, device: torch.device) -> None:
+        import torch.distributed as dist
+
+        if self.enabled and not dist.is_initialized():
+            dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo", init_method="env://")
+
+
+def resolve_device(name: str, ctx: DistributedContext) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise InputError(f"device {name!r} requested but CUDA is not available")
+        if ctx.enabled:
+            device = torch.device("cuda", ctx.local_rank)
+        torch.cuda.set_device(device)
+    return device
+
+
+# -- RNG state
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict[str, Any]:
+    """Python, numpy and torch RNG states in a form ``torch.load(weights_only=True)`` accepts."""
+    py_version, py_state, py_gauss = random.getstate()
+    np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
+    state = {
+        "python": [py_version, list(py_state), py_gauss],
+        "numpy": [np_name, torch.from_numpy(np_keys.astype(np.int64)), int(np_pos), int(np_has_gauss),
+                  float(np_gauss)],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    version, py_state, gauss = state["python"]
+    random.setstate((version, tuple(py_state), gauss))
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# -- logging
+class RunLogger:
+    """Scalars to TensorBoard when the ``tensorboard`` package is installed, else to ``<out>/log.csv``."""
+
+    def __init__(self, out_dir: Path, enabled: bool = True):
+        self.writer = None
+        self.csv_path: Path | None = None
+        self._fields: list[str] | None = None
+        if not enabled:
+            return
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:  # tensorboard is optional
+            self.csv_path = out_dir / "log.csv"
+        else:
+            self.writer = SummaryWriter(str(out_dir / "tensorboard"))
+
+    def log(self, step: int, values: dict[str, float]) -> None:
+        if self.writer is not None:
+            for key, value in values.items():
+                self.writer.add_scalar(key, value, step)
+            self.writer.flush()
+        elif self.csv_path is not None:
+            row = {"step": step, **values}
+            if self._fields is None:
+                if self.csv_path.is_file() and self.csv_path.stat().st_size:
+                    with self.csv_path.open() as f:
+                        self._fields = next(csv.reader(f))
+                else:
+                    self._fields = list(row)
+                    with self.csv_path.open("w", newline="") as f:
+                        csv.writer(f).writerow(self._fields)
+            with self.csv_path.open("a", newline="") as f:
+                csv.DictWriter(f, self._fields, extrasaction="ignore").writerow(row)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+# -- building blocks
+def build_network(config: TrainConfig, *, imagenet_weights: bool | None = None) -> HFLNet:
+    m = config.model
+    if m.mano_dir is None:
+        raise InputError(
+            "training needs the right-hand MANO model for its targets: set model.mano_dir to the directory "
+            "holding MANO_RIGHT.pkl (or the stand-in hand model)"
+        )
+    try:
+        return HFLNet(
+            m.mano_dir,
+            m.variant,
+            trunk=m.trunk,
+            heads=m.heads,
+            imagenet_weights=m.imagenet_weights if imagenet_weights is None else imagenet_weights,
+            input_size=m.input_size,
+        )
+    except ValueError as exc:
+        raise InputError(f"bad model config: {exc}") from None
+
+
+def build_samples(config: TrainConfig) -> Sequence[HandObjectSample]:
+    """The dataset reader a config names."""
+    d = config.data
+    if d.root is None:
+        raise InputError("data.root is not set (the dataset folder)")
+    if d.kind == "ho3d":
+        from ..data.ho3d import HO3DDataset
+
+        return HO3DDataset(d.root, d.split, models_dir=d.models_dir, version=d.version, use_json=d.use_json)
+    from ..data.dexycb import DexYCBDataset
+
+    mano_dir = d.mano_dir or config.model.mano_dir
+    return DexYCBDataset(d.root, d.split, mano_dir=mano_dir, models_dir=d.models_dir, use_json=d.use_json)
+
+
+@dataclass
+class TrainState:
+    epoch: int = 0  # current epoch (0-based)
+    batch_in_epoch: int = 0  # batches of this epoch already done
+    global_step: int = 0  # optimizer steps done
+
+
+@dataclass
+class TrainResult:
+    state: TrainState
+    checkpoint: Path | None
+    history: list[dict[str, float]] = field(default_factory=list)  # one entry per step
+
+
+class Trainer:
+    """Train HFL-Net from a :class:`TrainConfig`.
+
+    ``samples`` replaces the dataset the config names (any sequence of HandObjectSample); ``resume`` is a
+    checkpoint written by a previous run (its model configuration must match).
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        *,
+        samples: Sequence[HandObjectSample] | None = None,
+        resume: str | Path | None = None,
+    ):
+        self.config = config.validate()
+        run = config.run
+        self.dist = DistributedContext.from_env()
+        self.device = resolve_device(run.device, self.dist)
+        self.dist.init(self.device)
+        if run.deterministic:
+            torch.use_deterministic_algorithms(True)
+        self.amp = bool(run.amp and self.device.type == "cuda")
+        self.out_dir = Path(run.out_dir)
+        if self.dist.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+
+        seed_everything(run.seed)
+        self.net = build_network(config, imagenet_weights=False if resume else None).to(self.device)
+        self.loss_fn = HFLNetLoss(self.net.mano_branch.mano_layer, config.loss)
+        self.optimizer = torch.optim.Adam(
+            self.net.parameters(), lr=config.optim.lr, weight_decay=config.optim.weight_decay
+        )
+        self.scheduler = torch.optim.lr_scheduler.StepLR(
+            self.optimizer, step_size=config.optim.lr_step, gamma=config.optim.lr_gamma
+        )
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+
+        self.samples = samples if samples is not None else build_samples(config)
+        augment = config.augment if config.augment.enabled else None
+        self.dataset = HandObjectTrainingDataset(
+            self.samples, input_size=self.net.input_size, augment=augment
+        )
+        if run.batch_size % self.dist.world_size:
+            raise InputError(
+                f"batch_size {run.batch_size} is not divisible by the world size {self.dist.world_size}"
+            )
+        self.batch_per_rank = run.batch_size // self.dist.world_size
+        self.sampler = EpochSampler(
+            len(self.dataset), seed=run.seed, rank=self.dist.rank, world_size=self.dist.world_size
+        )
+        self.steps_per_epoch = self.sampler.per_rank // self.batch_per_rank
+        if self.steps_per_epoch == 0:
+            raise InputError(
+                f"the dataset has {len(self.dataset)} samples, fewer than one batch of {run.batch_size}; "
+                "lower run.batch_size"
+            )
+        self.state = TrainState()
+        if resume is not None:
+            self.load(resume)
+        self.model: torch.nn.Module = self.net
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.model = DistributedDataParallel(self.net, device_ids=ids)
+
+    # -- checkpoints
+    def save(self, path: Path) -> Path:
+        return save_checkpoint(
+            path,
+            self.net,
+            self.config.to_dict(),
+            optimizer=self.optimizer.state_dict(),
+            scheduler=self.scheduler.state_dict(),
+            scaler=self.scaler.state_dict() if self.amp else None,
+            train_state={"epoch": self.state.epoch, "batch_in_epoch": self.state.batch_in_epoch,
+                         "global_step": self.state.global_step},
+            rng=rng_state(),
+        )
+
+    def load(self, path: str | Path) -> None:
+        """Restore a training checkpoint written by :meth:`save`."""
+        obj = read_checkpoint_file(path, map_location="cpu")
+        if not isinstance(obj, dict) or "optimizer" not in obj or "train_state" not in obj:
+            raise CheckpointError(f"{path} is not a training checkpoint (no optimizer or train_state)")
+        if obj.get("model") != self.net.config:
+            raise CheckpointError(
+                f"{path} was trained with model {obj.get('model')}, this run builds {self.net.config}"
+            )
+        load_state_dict_strict(self.net, obj["state_dict"], f"checkpoint {path}")
+        self.optimizer.load_state_dict(obj["optimizer"])
+        self.scheduler.load_state_dict(obj["scheduler"])
+        if self.amp and obj.get("scaler"):
+            self.scaler.load_state_dict(obj["scaler"])
+        self.state = TrainState(**obj["train_state"])
+        set_rng_state(obj["rng"])
+
+    # -- loop
+    def _loader(self) -> DataLoader:
+        workers = self.config.data.workers
+        return DataLoader(
+            self.dataset,
+            batch_size=self.batch_per_rank,
+            sampler=self.sampler,
+            num_workers=workers,
+            drop_last=True,
+            pin_memory=self.device.type == "cuda",
+            persistent_workers=False,
+            prefetch_factor=2 if workers > 0 else None,
+        )
+
+    def train_step(self, batch: dict[str, torch.Tensor]) -> tuple[float, dict[str, float]]:
+        """One optimizer step on a batch; returns (total loss, loss terms)."""
+        batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
+            out = self.model(batch["image"], batch["hand_box"], batch["object_box"])
+        loss, terms = self.loss_fn(out, batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return float(loss.detach()), terms
+
+    def _end_epoch(self) -> None:
+        stop = self.config.optim.scheduler_stop_epoch
+        if stop is None or self.state.epoch <= stop:
+            self.scheduler.step()
+        self.state.epoch += 1
+        self.state.batch_in_epoch = 0
+
+    def train(self, max_steps: int | None = None) -> TrainResult:
+        """Train until the configured epochs are done or ``max_steps`` optimizer steps are reached (counted
+        from the start, steps before a resume included); returns the history and the checkpoint."""
+        run = self.config.run
+        max_steps = run.max_steps if max_steps is None else max_steps
+        main = self.dist.is_main
+        logger = RunLogger(self.out_dir, enabled=main)
+        history: list[dict[str, float]] = []
+        checkpoint: Path | None = None
+        sums: dict[str, float] = defaultdict(float)
+        count, data_time, step_time, loss = 0, 0.0, 0.0, 0.0
+
+        def done() -> bool:
+            return (max_steps is not None and self.state.global_step >= max_steps) or (
+                self.state.epoch >= self.config.optim.epochs
+            )
+
+        self.model.train()
+        try:
+            while not done():
+                self.sampler.set_epoch(self.state.epoch, skip=self.state.batch_in_epoch * self.batch_per_rank)
+                progress = _progress(
+                    total=self.steps_per_epoch, initial=self.state.batch_in_epoch,
+                    desc=f"epoch {self.state.epoch + 1}/{self.config.optim.epochs}",
+                    enabled=main and run.progress,
+                )
+                tick = time.perf_counter()
+                for batch in self._loader():
+                    loaded = time.perf_counter()
+                    loss, terms = self.train_step(batch)
+                    finished = time.perf_counter()
+                    data_time += loaded - tick
+                    step_time += finished - tick
+                    tick = finished
+                    self.state.global_step += 1
+                    self.state.batch_in_epoch += 1
+                    lr = self.optimizer.param_groups[0]["lr"]
+                    entry = {"step": self.state.global_step, "epoch": self.state.epoch, "loss": loss,
+                             "lr": lr, **terms}
+                    history.append(entry)
+                    for key in ("loss", *terms):
+                        sums[key] += entry[key]
+                    count += 1
+                    progress.update(1)
+                    progress.set_postfix(loss=f"{loss:.4g}")
+                    if main and self.state.global_step % max(1, run.log_every) == 0:
+                        samples = count * self.batch_per_rank * self.dist.world_size
+                        logger.log(self.state.global_step, {
+                            **{f"loss/{k}": v / count for k, v in sums.items()},
+                            "lr": lr, "epoch": self.state.epoch,
+                            "speed/samples_per_s": samples / max(step_time, 1e-9),
+                            "speed/data_share": data_time / max(step_time, 1e-9),
+                        })
+                        sums.clear()
+                        count, data_time, step_time = 0, 0.0, 0.0
+                    if self.state.batch_in_epoch >= self.steps_per_epoch:
+                        self._end_epoch()
+                        if main and (self.state.epoch % max(1, run.checkpoint_every_epochs) == 0):
+                            self.save(self.out_dir / f"checkpoint_epoch{self.state.epoch:03d}.pt")
+                        if main:
+                            checkpoint = self.save(self.out_dir / LAST_CHECKPOINT)
+                    elif main and run.checkpoint_every_steps and (
+                        self.state.global_step % run.checkpoint_every_steps == 0
+                    ):
+                        checkpoint = self.save(self.out_dir / LAST_CHECKPOINT)
+                    if done() or not math.isfinite(loss):
+                        break
+                progress.close()
+                if not math.isfinite(loss):
+                    raise InputError(f"the loss became {loss} at step {self.state.global_step}; stopping")
+            if main and (checkpoint is None or self.state.batch_in_epoch):
+                checkpoint = self.save(self.out_dir / LAST_CHECKPOINT)
+        finally:
+            logger.close()
+        return TrainResult(self.state, checkpoint, history)
+
+
+class _NullProgress:
+    def update(self, n: int) -> None:
+        pass
+
+    def set_postfix(self, **kwargs) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress(total: int, initial: int, desc: str, enabled: bool):
+    if not enabled:
+        return _NullProgress()
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True, leave=False)
+
+
+def config_of_checkpoint(path: str | Path) -> TrainConfig:
+    """The TrainConfig stored in one of our training checkpoints."""
+    obj = read_checkpoint_file(path)
+    if not isinstance(obj, dict) or not isinstance(obj.get("config"), dict):
+        raise CheckpointError(f"{path} carries no training config")
+    return config_from_dict(obj["config"])

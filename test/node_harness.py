@@ -1,0 +1,129 @@
+"""A test-side rclpy session on its own ROS domain: publishers, collecting subscriptions, service calls and
+waits on conditions with deadlines (never fixed sleeps). Used by the perception node and launch tests."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import rclpy
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+
+RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
+
+
+class NodeDied(AssertionError):
+    """The node process under test exited while the test waited for it."""
+
+
+def process_output(log_dir: Path) -> str:
+    """What a node process wrote (stdout + stderr files of :func:`start_process`)."""
+    parts = []
+    for name in ("stdout.txt", "stderr.txt"):
+        path = log_dir / name
+        if path.exists():
+            parts.append(f"--- {name}\n{path.read_text(errors='replace')[-6000:]}")
+    return "\n".join(parts)
+
+
+def start_process(cmd: list[str], env: dict[str, str], log_dir: Path) -> subprocess.Popen:
+    """Start ``cmd`` with its output in ``log_dir``/stdout.txt and stderr.txt (files: pipes could fill up)."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    out = open(log_dir / "stdout.txt", "w")  # noqa: SIM115 - closed with the process by the caller
+    err = open(log_dir / "stderr.txt", "w")  # noqa: SIM115
+    proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=err, text=True)
+    proc.log_dir = log_dir  # type: ignore[attr-defined]
+    return proc
+
+
+class RosSession:
+    """One rclpy context and node on ``domain_id``, spun by a background thread."""
+
+    def __init__(self, domain_id: int, name: str = "test_harness") -> None:
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context, domain_id=domain_id)
+        self.node = rclpy.create_node(name, context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._spin, daemon=True)
+        self._thread.start()
+
+    def _spin(self) -> None:
+        try:
+            self.executor.spin()
+        except (ExternalShutdownException, rclpy.executors.ShutdownException):
+            pass
+
+    def subscribe(self, msg_type: Any, topic: str, qos: QoSProfile = RELIABLE) -> tuple[Any, list[Any]]:
+        """A subscription whose messages are appended to the returned list."""
+        received: list[Any] = []
+
+        def on_msg(msg: Any) -> None:
+            with self._cond:
+                received.append(msg)
+                self._cond.notify_all()
+
+        sub = self.node.create_subscription(msg_type, topic, on_msg, qos)
+        return sub, received
+
+    def wait_for(self, condition: Callable[[], Any], timeout: float, what: str,
+                 proc: subprocess.Popen | None = None) -> Any:
+        """Wait until ``condition()`` is truthy and return it; fail after ``timeout`` s or if ``proc`` died."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                value = condition()
+                if value:
+                    return value
+                if proc is not None and proc.poll() is not None:
+                    raise NodeDied(f"node exited with {proc.returncode} while waiting for {what}\n"
+                                   + process_output(proc.log_dir))
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    extra = process_output(proc.log_dir) if proc is not None else ""
+                    raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}\n{extra}")
+                # Woken by each received message; the short cap re-checks graph conditions and the process.
+                self._cond.wait(min(remaining, 0.05))
+
+    def call(self, srv_type: Any, name: str, request: Any, timeout: float = 20.0) -> Any:
+        """Call a service and return its response."""
+        client = self.node.create_client(srv_type, name)
+        try:
+            if not client.wait_for_service(timeout_sec=timeout):
+                raise TimeoutError(f"service {name} not available after {timeout:.0f} s")
+            future = client.call_async(request)
+            self.wait_for(future.done, timeout, f"the response of {name}")
+            return future.result()
+        finally:
+            self.node.destroy_client(client)
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.node.destroy_node()
+        rclpy.try_shutdown(context=self.context)
+        self._thread.join(timeout=5.0)
+
+
+def get_parameters(session: RosSession, node: str, names: list[str], timeout: float = 20.0) -> dict[str, Any]:
+    """Values of ``names`` read through ``<node>/get_parameters`` (None for a parameter that is not set)."""
+    from rcl_interfaces.srv import GetParameters
+    from rclpy.parameter import parameter_value_to_python
+
+    response = session.call(GetParameters, f"{node}/get_parameters", GetParameters.Request(names=names), timeout)
+    return {n: parameter_value_to_python(v) for n, v in zip(names, response.values, strict=True)}
+
+
+def set_parameters(session: RosSession, node: str, values: dict[str, Any], timeout: float = 20.0) -> list[Any]:
+    """Set parameters through ``<node>/set_parameters``; returns the SetParametersResult of each."""
+    from rcl_interfaces.srv import SetParameters
+    from rclpy.parameter import Parameter
+
+    request = SetParameters.Request(parameters=[Parameter(k, value=v).to_parameter_msg() for k, v in
+                                                values.items()])
+    return list(session.call(SetParameters, f"{node}/set_parameters", request, timeout).results)

@@ -1,0 +1,123 @@
+"""hfl-ros play / bag_player: replay into live rclpy subscribers with the original stamps and /clock."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from bag_helpers import DETECTIONS_TOPIC, IMAGE_TOPIC, INFO_TOPIC, PERIOD_NS, T0_NS, frame_specs, write_bag
+from ros_wait import spin_until
+
+from hfl_ros.bag.errors import MissingTopicError
+from hfl_ros.bag.player import Pacer, PlayOptions, python_message_module, select_topics
+from hfl_ros.bag.reader import TopicInfo
+
+REPO = Path(__file__).resolve().parents[1]
+NUM_FRAMES = 6
+
+
+def test_pacer_maps_log_time_to_wall_time_at_rate():
+    now = [100.0]
+    pacer = Pacer(rate=2.0, now=lambda: now[0])
+    assert pacer.log_time_now() is None
+    assert pacer.delay(5_000_000_000) == 0.0  # the first message starts the clock
+    assert pacer.delay(7_000_000_000) == pytest.approx(1.0)  # 2 s of bag time at rate 2
+    now[0] = 100.5
+    assert pacer.delay(7_000_000_000) == pytest.approx(0.5)
+    assert pacer.log_time_now() == 6_000_000_000
+    pacer.restart()
+    assert pacer.delay(1) == 0.0
+
+
+def test_topic_selection_and_type_modules():
+    topics = {"/a": TopicInfo("/a", "std_msgs/msg/String", 1), "/clock": TopicInfo("/clock", "x/msg/Y", 1)}
+    assert list(select_topics(topics, ())) == ["/a"]  # a recorded /clock is never replayed blindly
+    assert list(select_topics(topics, ["/a"])) == ["/a"]
+    with pytest.raises(MissingTopicError, match="/b"):
+        select_topics(topics, ["/a", "/b"])
+    assert python_message_module("vision_msgs/msg/Detection2DArray") == ("vision_msgs.msg", "Detection2DArray")
+    with pytest.raises(ValueError):
+        PlayOptions(bag=Path("x"), rate=0.0).validate()
+
+
+class _Recorder:
+    """Subscribes to the three input topics and /clock, keeping the header stamps received."""
+
+    def __init__(self, node, topics):
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+        from rosgraph_msgs.msg import Clock
+        from sensor_msgs.msg import CameraInfo, Image
+        from vision_msgs.msg import Detection2DArray
+
+        types = {IMAGE_TOPIC: Image, INFO_TOPIC: CameraInfo, DETECTIONS_TOPIC: Detection2DArray}
+        qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+        self.stamps: dict[str, list[int]] = {t: [] for t in topics}
+        self.frame_ids: set[str] = set()
+        self.image_sizes: set[tuple[int, int]] = set()
+        self.clock: list[int] = []
+        for topic in topics:
+            node.create_subscription(types[topic], topic, lambda msg, t=topic: self._on(t, msg), qos)
+        node.create_subscription(Clock, "/clock", lambda m: self.clock.append(
+            m.clock.sec * 1_000_000_000 + m.clock.nanosec), 100)
+
+    def _on(self, topic, msg):
+        self.stamps[topic].append(msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec)
+        self.frame_ids.add(msg.header.frame_id)
+        if hasattr(msg, "encoding"):
+            self.image_sizes.add((msg.width, msg.height))
+
+
+def _play(bag: Path, env: dict, topics, command: list[str], extra: list[str]):
+    import rclpy
+
+    rclpy.init()
+    node = rclpy.create_node("bag_player_test_subscriber")
+    recorder = _Recorder(node, topics)
+    proc = subprocess.Popen([*command, str(bag), "--wait-timeout", "60", *extra], env=env, cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        spin_until(node, lambda: all(len(s) == NUM_FRAMES for s in recorder.stamps.values()), 90.0,
+                   "all replayed messages")
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        spin_until(node, lambda: len(recorder.clock) > 0, 10.0, "/clock")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        node.destroy_node()
+        rclpy.shutdown()
+    return recorder, out
+
+
+def test_replay_into_live_subscriber_keeps_stamps_and_publishes_clock(tmp_path, subprocess_env):
+    bag = write_bag(tmp_path / "in", frame_specs(NUM_FRAMES), storage="mcap", width=64, height=48)
+    topics = [IMAGE_TOPIC, INFO_TOPIC, DETECTIONS_TOPIC]
+    recorder, out = _play(bag, subprocess_env, topics, [sys.executable, "-m", "hfl_ros.cli", "play"],
+                          ["--rate", "4", "--wait-for-subscribers", "1"])
+    expected = [T0_NS + i * PERIOD_NS for i in range(NUM_FRAMES)]
+    for topic in topics:
+        assert recorder.stamps[topic] == expected, topic  # original stamps, in order, nothing lost
+    assert recorder.frame_ids == {"camera_color_optical_frame"}
+    assert recorder.image_sizes == {(64, 48)}
+    # /clock follows the recorded time line: within the bag's log times and never backwards.
+    assert recorder.clock == sorted(recorder.clock)
+    assert T0_NS <= recorder.clock[0] and recorder.clock[-1] <= expected[-1] + 10_000_000
+    assert f"played {3 * NUM_FRAMES} message(s)" in out
+
+
+def test_bag_player_executable_plays_only_selected_topics(tmp_path, subprocess_env):
+    bag = write_bag(tmp_path / "in.mcap", frame_specs(NUM_FRAMES), storage="bare-mcap", width=32, height=24)
+    recorder, _ = _play(bag, subprocess_env, [IMAGE_TOPIC], [sys.executable, str(REPO / "scripts" / "bag_player")],
+                        ["--topics", IMAGE_TOPIC, "--ros-args", "-p", "rate:=8.0"])
+    assert recorder.stamps[IMAGE_TOPIC] == [T0_NS + i * PERIOD_NS for i in range(NUM_FRAMES)]
+
+
+def test_play_missing_topic_is_a_one_line_error(tmp_path, subprocess_env):
+    bag = write_bag(tmp_path / "in", frame_specs(2), storage="sqlite3", width=16, height=16)
+    proc = subprocess.run([sys.executable, "-m", "hfl_ros.cli", "play", str(bag), "--topics", "/missing"],
+                          env=subprocess_env, cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith("hfl-ros play: error: topic(s) not in the bag: /missing")
