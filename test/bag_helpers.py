@@ -131,3 +131,24 @@ def storage_file(bag: Path) -> Path:
     if bag.is_file():
         return bag
     return next(p for p in bag.iterdir() if p.suffix in (".mcap", ".db3"))
+
+
+def write_test_assets(root: Path) -> dict[str, str]:
+    """A random-weight checkpoint (resnet18 trunk, 128 px input), the stand-in hand model and one object model."""
+    import torch
+
+    from hfl_ros.model.checkpoint import save_checkpoint
+    from hfl_ros.model.hflnet import HFLNet
+    from hfl_ros.model.standin_hand import write_standin_hand_model
+
+    mano = root / "hand"
+    mano.mkdir(parents=True)
+    write_standin_hand_model(mano / "STANDIN_HAND_RIGHT.pkl", "right", 0)
+    write_standin_hand_model(mano / "STANDIN_HAND_LEFT.pkl", "left", 0)
+    torch.manual_seed(0)
+    net = HFLNet(mano / "STANDIN_HAND_RIGHT.pkl", trunk="resnet18", input_size=128)
+    checkpoint = save_checkpoint(root / "random.pt", net, {"note": "random weights for tests"})
+    objects = root / "objects" / "3"
+    objects.mkdir(parents=True)
+    np.savetxt(objects / "points.xyz", np.random.default_rng(0).uniform(-0.04, 0.04, (300, 3)))
+    return {"checkpoint": str(checkpoint), "mano_dir": str(mano), "object_models_dir": str(objects.parent)}

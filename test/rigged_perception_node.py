@@ -13,13 +13,11 @@ import sys
 
 import numpy as np
 
+from ros_helpers import HAND_T, OBJECT_R, OBJECT_T
+
 from hfl_ros.estimator import Estimator
 from hfl_ros.geometry.camera import project
 from hfl_ros.nodes import perception_node
-
-HAND_T = np.array([0.01, 0.02, 0.5])
-OBJECT_R = np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])  # 90 deg about z
-OBJECT_T = np.array([-0.02, 0.01, 0.45])
 
 _real_forward = Estimator._forward
 

@@ -70,6 +70,11 @@ def make_result(side: str = "right", *, status: Status = Status.OK, translation_
 IMAGE_W, IMAGE_H = 160, 120
 K_TEST = np.array([[200.0, 0.0, 80.0], [0.0, 200.0, 60.0], [0.0, 0.0, 1.0]])
 
+#: The poses the rigged node (rigged_perception_node.py) makes its network's 2D outputs agree with.
+HAND_T = np.array([0.01, 0.02, 0.5])
+OBJECT_R = np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])  # 90 degrees about z
+OBJECT_T = np.array([-0.02, 0.01, 0.45])
+
 #: The object model of class "3": a 10 x 6 x 4 cm box (points, plus a 12-triangle mesh).
 OBJECT_EXTENTS = np.array([0.10, 0.06, 0.04])
 

@@ -19,6 +19,7 @@ from bag_helpers import (
     frame_specs,
     storage_file,
     write_bag,
+    write_test_assets,
 )
 
 from hfl_ros import cli
@@ -41,25 +42,7 @@ OBJECTS = "/hfl_ros/objects"
 
 @pytest.fixture(scope="module")
 def assets(tmp_path_factory):
-    """A random-weight checkpoint (resnet18, 128 px), the stand-in hand model and one object model."""
-    import torch
-
-    from hfl_ros.model.checkpoint import save_checkpoint
-    from hfl_ros.model.hflnet import HFLNet
-    from hfl_ros.model.standin_hand import write_standin_hand_model
-
-    root = tmp_path_factory.mktemp("assets")
-    mano = root / "hand"
-    mano.mkdir()
-    write_standin_hand_model(mano / "STANDIN_HAND_RIGHT.pkl", "right", 0)
-    write_standin_hand_model(mano / "STANDIN_HAND_LEFT.pkl", "left", 0)
-    torch.manual_seed(0)
-    net = HFLNet(mano / "STANDIN_HAND_RIGHT.pkl", trunk="resnet18", input_size=128)
-    checkpoint = save_checkpoint(root / "random.pt", net, {"note": "random weights for tests"})
-    objects = root / "objects" / "3"
-    objects.mkdir(parents=True)
-    np.savetxt(objects / "points.xyz", np.random.default_rng(0).uniform(-0.04, 0.04, (300, 3)))
-    return {"checkpoint": str(checkpoint), "mano_dir": str(mano), "object_models_dir": str(objects.parent)}
+    return write_test_assets(tmp_path_factory.mktemp("assets"))
 
 
 class CountingEstimator:

@@ -1,5 +1,5 @@
-"""DexYCB reader: a tiny dataset in the toolkit layout (labels npz, meta.yml, intrinsics yml, jpg) read back
-exactly, the s0 split rule, PCA -> axis-angle with each side's model, and the left-hand mirroring round trip."""
+"""DexYCB reader: a tiny dataset in the toolkit layout (labels npz, meta.yml, intrinsics yml, jpg) read
+back exactly, the s0 split rule, PCA -> axis-angle with each side's model, and left-hand mirroring."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from test_data_ho3d import box_points, write_standin_mano
 
 from hfl_ros.data.dexycb import SERIALS, SUBJECTS, DexYCBDataset
 from hfl_ros.data.torch_dataset import HandObjectTrainingDataset, mirror_sample_targets
@@ -21,7 +22,6 @@ from hfl_ros.geometry.control_points import control_points
 from hfl_ros.geometry.rotations import axis_angle_to_matrix
 from hfl_ros.model.mano import ManoLayer, load_hand_model_file
 from hfl_ros.results import Side
-from test_data_ho3d import box_points, write_standin_mano
 
 INTR = {"fx": 615.0, "fy": 616.5, "ppx": 321.0, "ppy": 238.5}
 K = np.array([[615.0, 0.0, 321.0], [0.0, 616.5, 238.5], [0.0, 0.0, 1.0]])
@@ -33,6 +33,10 @@ BETAS = np.linspace(-0.5, 0.5, 10)
 
 def _layer(mano_dir: Path, side: str, **kwargs) -> ManoLayer:
     return ManoLayer(mano_dir, side=side, **kwargs).eval()
+
+
+def seq_name(index: int) -> str:
+    return f"2020{index + 1:02d}01_120000"
 
 
 def write_tiny_dexycb(root: Path, mano_dir: Path, seed: int = 0) -> dict[str, dict]:
@@ -54,7 +58,7 @@ def write_tiny_dexycb(root: Path, mano_dir: Path, seed: int = 0) -> dict[str, di
         (calib / "mano.yml").write_text(yaml.safe_dump({"betas": BETAS.tolist()}))
         pca_layer = _layer(mano_dir, side, use_pca=True, ncomps=45, flat_hand_mean=False)
         for s in range(5):
-            seq_dir = root / subject / f"20200{s}01_1{s}0000"
+            seq_dir = root / subject / seq_name(s)
             seq_dir.mkdir(parents=True)
             meta = {"serials": list(CAMERAS), "num_frames": 1, "ycb_ids": YCB_IDS, "ycb_grasp_ind": GRASP,
                     "mano_sides": [side], "mano_calib": [subject]}
@@ -82,9 +86,11 @@ def write_tiny_dexycb(root: Path, mano_dir: Path, seed: int = 0) -> dict[str, di
                                     joint_3d=joint_3d[None].astype(np.float32),
                                     joint_2d=joint_2d[None].astype(np.float32))
                 key = f"{subject}/{seq_dir.name}/{serial}/000000"
-                truth[key] = {"pose_m": pose_m.astype(np.float32).astype(np.float64), "side": side,
-                              "joint_3d": joint_3d.astype(np.float32), "joint_2d": joint_2d.astype(np.float32),
-                              "pose_y": pose_y.astype(np.float32)[GRASP], "seg": seg}
+                truth[key] = {
+                    "pose_m": pose_m.astype(np.float32).astype(np.float64), "side": side, "seg": seg,
+                    "joint_3d": joint_3d.astype(np.float32), "joint_2d": joint_2d.astype(np.float32),
+                    "pose_y": pose_y.astype(np.float32)[GRASP],
+                }
     return truth
 
 
@@ -102,9 +108,9 @@ def test_s0_split_rule(dexycb):
     val = DexYCBDataset(root, "val", mano_dir=mano_dir)
     test = DexYCBDataset(root, "test", mano_dir=mano_dir)
     assert len(train) == 2 * 4 * 2 and len(val) == 2 and len(test) == 2
-    assert all(k.split("/")[0] == SUBJECTS[0] and k.split("/")[1].startswith("2020041") for k in val.frame_keys)
-    assert all(k.split("/")[0] == SUBJECTS[2] and k.split("/")[1].startswith("2020041") for k in test.frame_keys)
-    assert not any(k.split("/")[1].startswith("2020041") for k in train.frame_keys)
+    assert {tuple(k.split("/")[:2]) for k in val.frame_keys} == {(SUBJECTS[0], seq_name(4))}
+    assert {tuple(k.split("/")[:2]) for k in test.frame_keys} == {(SUBJECTS[2], seq_name(4))}
+    assert {k.split("/")[1] for k in train.frame_keys} == {seq_name(i) for i in range(4)}
     assert set(train.frame_keys) | set(val.frame_keys) | set(test.frame_keys) == set(truth)
     with pytest.raises(InputError, match="split"):
         DexYCBDataset(root, "s1", mano_dir=mano_dir)

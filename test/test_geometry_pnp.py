@@ -161,6 +161,16 @@ def test_select_votes_equals_reference_loop(seed):
     assert 4 not in kps and len(kps) <= 210
 
 
+def test_select_votes_with_ties_at_the_cut():
+    rng = np.random.default_rng(4)
+    vote_px = rng.uniform(0, 640, (32, 32, 21, 2))
+    conf = rng.choice([0.2, 0.6, 0.8, 0.95], size=(32, 32, 21), p=[0.97, 0.015, 0.01, 0.005])
+    points, kps = select_votes(vote_px, conf)
+    ref_points, ref_kps = _reference_selection(vote_px, conf)
+    np.testing.assert_array_equal(kps, ref_kps)
+    np.testing.assert_array_equal(points, ref_points)
+
+
 def test_select_votes_small_grid_and_threshold():
     rng = np.random.default_rng(3)
     vote_px, conf = rng.uniform(0, 10, (2, 2, 3, 2)), rng.uniform(0, 1, (2, 2, 3))

@@ -142,11 +142,13 @@ class PcaPoseConverter:
         return self._bases[side]
 
     def full_pose(self, pose_m, side: Side) -> np.ndarray:
-        """(48,) axis-angle pose (global rotation, then the 45 finger values with the mean added)."""
+        """(48,) axis-angle pose (global rotation, then the 45 finger values with the mean added) from
+        ``pose_m`` = global rotation (3), 45 PCA coefficients[, translation (3)]."""
         pose_m = np.asarray(pose_m, dtype=np.float64).reshape(-1)
+        if pose_m.size not in (48, 51):
+            raise AssetError(f"DexYCB pose_m must have 48 or 51 values, got {pose_m.size}")
         comps, mean = self.basis(side)
-        ncomps = pose_m.size - 6
-        fingers = pose_m[3 : 3 + ncomps] @ comps[:ncomps] + mean
+        fingers = pose_m[3:48] @ comps + mean
         return np.concatenate([pose_m[:3], fingers])
 
 

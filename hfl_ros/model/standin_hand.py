@@ -29,9 +29,8 @@ STANDIN_FILE_NAMES: dict[str, str] = {"right": "STANDIN_HAND_RIGHT.pkl", "left":
 # w out of the back of the hand (dorsal). (u, v, w) is right-handed for a right hand.
 # World frame, as in MANO's template: fingers along -x, back of the hand +y, thumb side +z.
 _LOCAL_TO_WORLD = np.array([[-1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
-_WORLD_OFFSET = np.array(
-    [0.095, 0.006, 0.006]
-)  # puts the wrist near (0.095, 0.006, 0.006) m, not at the origin
+# Puts the wrist near (0.095, 0.006, 0.006) m (not at the origin) and the palm around it, as in MANO.
+_WORLD_OFFSET = np.array([0.095, 0.006, 0.006])
 
 # Palm lattice: cells along u, v, w. The palm is the box surface minus the patches below.
 _CELLS = (12, 11, 4)
@@ -49,14 +48,17 @@ _BASE_GAP = 0.008  # first finger ring (at the knuckle joint) sits this far beyo
 _SPREAD_SIGN = {"thumb": 0.6, "index": 1.0, "middle": 0.2, "ring": -0.5, "little": -1.0}
 
 
+#: A patch of palm-box cells: ((axis, side) of the box face, cell range along the face's first axis, along
+#: its second axis), the face axes being (axis + 1) % 3 and (axis + 2) % 3.
+Patch = tuple[tuple[int, int], tuple[int, int], tuple[int, int]]
+
+
 @dataclass(frozen=True)
 class _Digit:
     name: str
     joints: tuple[int, int, int]  # MANO kinematic joint ids, proximal to distal
     tip_vertex: int  # MANO's fingertip vertex index
-    patch: tuple[
-        tuple[int, int], tuple[int, int], tuple[int, int]
-    ]  # (axis, side), b-cell range, c-cell range
+    patch: Patch  # the 2×2 cells of the palm box the digit grows from
     lengths: tuple[float, float, float]  # joint to joint to tip, metres
     directions: tuple[tuple[float, float, float], ...]  # local direction of each of the three bones
     radius_base: tuple[float, float]  # ring half-width, half-height at the first joint
@@ -76,66 +78,33 @@ _FLEX = (0.05, 0.10, 0.10)
 
 _DIGITS = (
     _Digit(
-        "thumb",
-        (13, 14, 15),
-        745,
-        ((1, 1), (1, 3), (2, 4)),
-        (0.036, 0.031, 0.027),
-        ((0.78, 0.55, -0.30), (0.88, 0.42, -0.22), (0.94, 0.30, -0.15)),
-        (0.0110, 0.0100),
-        (0.0085, 0.0072),
-        _RINGS_8,
-        (0.0, 0.45, 1.0),
+        name="thumb", joints=(13, 14, 15), tip_vertex=745, patch=((1, 1), (1, 3), (2, 4)),
+        lengths=(0.036, 0.031, 0.027),
+        directions=((0.78, 0.55, -0.30), (0.88, 0.42, -0.22), (0.94, 0.30, -0.15)),
+        radius_base=(0.0110, 0.0100), radius_tip=(0.0085, 0.0072), rings=_RINGS_8, nail=(0.0, 0.45, 1.0),
     ),
     _Digit(
-        "index",
-        (1, 2, 3),
-        317,
-        ((0, 1), (9, 11), (1, 3)),
-        (0.040, 0.024, 0.021),
-        _finger_directions(0.10, _FLEX),
-        (0.0095, 0.0085),
-        (0.0075, 0.0065),
-        _RINGS_8,
-        (0.0, 0.0, 1.0),
+        name="index", joints=(1, 2, 3), tip_vertex=317, patch=((0, 1), (9, 11), (1, 3)),
+        lengths=(0.040, 0.024, 0.021), directions=_finger_directions(0.10, _FLEX),
+        radius_base=(0.0095, 0.0085), radius_tip=(0.0075, 0.0065), rings=_RINGS_8, nail=(0.0, 0.0, 1.0),
     ),
     _Digit(
-        "middle",
-        (4, 5, 6),
-        444,
-        ((0, 1), (6, 8), (1, 3)),
-        (0.044, 0.028, 0.022),
-        _finger_directions(0.02, _FLEX),
-        (0.0098, 0.0088),
-        (0.0078, 0.0068),
-        _RINGS_9,
-        (0.0, 0.0, 1.0),
+        name="middle", joints=(4, 5, 6), tip_vertex=444, patch=((0, 1), (6, 8), (1, 3)),
+        lengths=(0.044, 0.028, 0.022), directions=_finger_directions(0.02, _FLEX),
+        radius_base=(0.0098, 0.0088), radius_tip=(0.0078, 0.0068), rings=_RINGS_9, nail=(0.0, 0.0, 1.0),
     ),
     _Digit(
-        "ring",
-        (10, 11, 12),
-        556,
-        ((0, 1), (3, 5), (1, 3)),
-        (0.041, 0.027, 0.021),
-        _finger_directions(-0.06, _FLEX),
-        (0.0093, 0.0083),
-        (0.0073, 0.0063),
-        _RINGS_9,
-        (0.0, 0.0, 1.0),
+        name="ring", joints=(10, 11, 12), tip_vertex=556, patch=((0, 1), (3, 5), (1, 3)),
+        lengths=(0.041, 0.027, 0.021), directions=_finger_directions(-0.06, _FLEX),
+        radius_base=(0.0093, 0.0083), radius_tip=(0.0073, 0.0063), rings=_RINGS_9, nail=(0.0, 0.0, 1.0),
     ),
     _Digit(
-        "little",
-        (7, 8, 9),
-        673,
-        ((0, 1), (0, 2), (1, 3)),
-        (0.033, 0.020, 0.019),
-        _finger_directions(-0.16, _FLEX),
-        (0.0082, 0.0074),
-        (0.0065, 0.0057),
-        _RINGS_8,
-        (0.0, 0.0, 1.0),
+        name="little", joints=(7, 8, 9), tip_vertex=673, patch=((0, 1), (0, 2), (1, 3)),
+        lengths=(0.033, 0.020, 0.019), directions=_finger_directions(-0.16, _FLEX),
+        radius_base=(0.0082, 0.0074), radius_tip=(0.0065, 0.0057), rings=_RINGS_8, nail=(0.0, 0.0, 1.0),
     ),
-)
+)  # fmt: skip
+
 
 Lattice = tuple[int, int, int]
 
@@ -173,7 +142,7 @@ def _face_cells(axis: int, side: int):
             yield (cb, cc), (corners if side else corners[::-1])
 
 
-def _in_patch(cell: tuple[int, int], patch: tuple[tuple[int, int], tuple[int, int], tuple[int, int]]) -> bool:
+def _in_patch(cell: tuple[int, int], patch: Patch) -> bool:
     _, (b0, b1), (c0, c1) = patch
     return b0 <= cell[0] < b1 and c0 <= cell[1] < c1
 

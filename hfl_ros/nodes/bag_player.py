@@ -55,7 +55,9 @@ class BagPlayerNode:
         from rcl_interfaces.msg import ParameterDescriptor
 
         def declare(name: str, value: Any, text: str) -> Any:
-            return self.node.declare_parameter(name, value, ParameterDescriptor(description=text)).value
+            # Dynamic typing lets "-p rate:=2" (an integer) set a float parameter.
+            descriptor = ParameterDescriptor(description=text, dynamic_typing=isinstance(value, float))
+            return self.node.declare_parameter(name, value, descriptor).value
 
         topics = declare("topics", list(d.topics) or [""], "Topics to play; empty: all.")
         return PlayOptions(
