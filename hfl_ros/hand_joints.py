@@ -29,6 +29,9 @@ BONES: tuple[tuple[int, int], ...] = tuple((p, c) for c, p in enumerate(JOINT_PA
 #: Mesh vertex of each fingertip (thumb, index, middle, ring, little) in the MANO topology.
 FINGERTIP_VERTICES: tuple[int, ...] = (745, 317, 444, 556, 673)
 
+#: The same for a left-hand model: manopth samples the left middle fingertip at vertex 445, not 444.
+FINGERTIP_VERTICES_LEFT: tuple[int, ...] = (745, 317, 445, 556, 673)
+
 #: Maps [16 MANO kinematic joints, 5 tips] to JOINT_NAMES order (spec §5).
 MANO_TO_OUTPUT_ORDER: tuple[int, ...] = (
     0, 13, 14, 15, 16, 1, 2, 3, 17, 4, 5, 6, 18, 10, 11, 12, 19, 7, 8, 9, 20,

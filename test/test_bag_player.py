@@ -121,3 +121,160 @@ def test_play_missing_topic_is_a_one_line_error(tmp_path, subprocess_env):
                           env=subprocess_env, cwd=REPO, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].startswith("hfl-ros play: error: topic(s) not in the bag: /missing")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# launch/replay.launch.py, run through a minimal recording stand-in for launch / launch_ros (not installed here)
+
+
+class _StandIn:
+    """Records what a launch file declares, then resolves it the way launch / launch_ros would."""
+
+    def __init__(self):
+        import types
+
+        self.modules = {name: types.ModuleType(name) for name in
+                        ("launch", "launch.actions", "launch.substitutions", "launch_ros", "launch_ros.actions")}
+
+        class LaunchDescription:
+            def __init__(self, entities):
+                self.entities = list(entities)
+
+        class DeclareLaunchArgument:
+            def __init__(self, name, default_value=None, description="", **_):
+                self.name, self.default_value = name, default_value
+
+        class OpaqueFunction:
+            def __init__(self, function, **_):
+                self.function = function
+
+        class LaunchConfiguration:
+            def __init__(self, name):
+                self.name = name
+
+            def perform(self, context):
+                return context.launch_configurations[self.name]
+
+        class Node:
+            def __init__(self, **kwargs):
+                self.kwargs = kwargs
+
+        self.modules["launch"].LaunchDescription = LaunchDescription
+        self.modules["launch.actions"].DeclareLaunchArgument = DeclareLaunchArgument
+        self.modules["launch.actions"].OpaqueFunction = OpaqueFunction
+        self.modules["launch.substitutions"].LaunchConfiguration = LaunchConfiguration
+        self.modules["launch_ros.actions"].Node = Node
+        self.Declare, self.Opaque, self.Node = DeclareLaunchArgument, OpaqueFunction, Node
+
+    def nodes(self, path: Path, monkeypatch, arguments: dict[str, str]) -> list[dict]:
+        import importlib.util
+        import types
+
+        for name, module in self.modules.items():
+            monkeypatch.setitem(sys.modules, name, module)
+        spec = importlib.util.spec_from_file_location("replay_launch", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        description = module.generate_launch_description()
+        values = {e.name: e.default_value for e in description.entities if isinstance(e, self.Declare)}
+        unknown = set(arguments) - set(values)
+        assert not unknown, f"not declared by the launch file: {unknown}"
+        values.update(arguments)
+        missing = [k for k, v in values.items() if v is None]
+        assert not missing, f"launch arguments without a value: {missing}"
+        context = types.SimpleNamespace(launch_configurations=values)
+        nodes = []
+        for entity in description.entities:
+            if isinstance(entity, self.Opaque):
+                nodes += [n.kwargs for n in entity.function(context)]
+            elif isinstance(entity, self.Node):
+                nodes.append(entity.kwargs)
+        return nodes
+
+
+def _node_command(node: dict, tmp_path: Path) -> list[str]:
+    """``<exe> --ros-args -r __node:=NAME --params-file FILE ... -r from:=to``, as launch_ros starts a node."""
+    import yaml
+
+    cmd = [sys.executable, str(REPO / "scripts" / node["executable"]), "--ros-args", "-r", f"__node:={node['name']}"]
+    for k, params in enumerate(node.get("parameters", [])):
+        if isinstance(params, dict):
+            path = tmp_path / f"{node['name']}_{k}.yaml"
+            path.write_text(yaml.safe_dump({"/**": {"ros__parameters": params}}))
+            params = str(path)
+        cmd += ["--params-file", str(params)]
+    for source, target in node.get("remappings", []):
+        cmd += ["-r", f"{source}:={target}"]
+    return cmd
+
+
+def _get_parameters(node, target: str, names: list[str]) -> dict:
+    from rcl_interfaces.srv import GetParameters
+    from rclpy.parameter import parameter_value_to_python
+
+    client = node.create_client(GetParameters, f"{target}/get_parameters")
+    assert client.wait_for_service(timeout_sec=60.0), f"{target}/get_parameters not available"
+    future = client.call_async(GetParameters.Request(names=names))
+    spin_until(node, future.done, 30.0, f"{target} parameters")
+    return {n: parameter_value_to_python(v) for n, v in zip(names, future.result().values, strict=True)}
+
+
+def test_replay_launch_feeds_every_frame_to_the_perception_node(tmp_path, subprocess_env, monkeypatch):
+    """The launch file's two nodes replay a bag into the perception node: one output per recorded frame."""
+    import rclpy
+    import yaml
+    from bag_helpers import write_test_assets
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+    from hfl_ros.msg import HandObjectPoseArray
+
+    assets = write_test_assets(tmp_path / "assets")
+    params = tmp_path / "perception.yaml"
+    params.write_text(yaml.safe_dump({"/**": {"ros__parameters": {
+        "checkpoint_path": assets["checkpoint"], "mano_dir": assets["mano_dir"],
+        "object_models_dir": assets["object_models_dir"], "device": "cpu", "num_threads": 1}}}))
+    bag = write_bag(tmp_path / "in", frame_specs(4), storage="mcap", width=160, height=120)
+    nodes = _StandIn().nodes(REPO / "launch" / "replay.launch.py", monkeypatch,
+                             {"bag": str(bag), "params_file": str(params), "rate": "2.0", "wait_timeout": "90"})
+    by_name = {n["name"]: n for n in nodes}
+    assert sorted(by_name) == ["bag_player", "hfl_perception"]
+    assert by_name["bag_player"]["parameters"][0]["topics"] == [IMAGE_TOPIC, INFO_TOPIC, DETECTIONS_TOPIC]
+
+    rclpy.init()
+    node = rclpy.create_node("replay_launch_test")
+    stamps: list[int] = []
+    node.create_subscription(HandObjectPoseArray, "/hfl_perception/hand_object_poses",
+                             lambda m: stamps.append(m.header.stamp.sec * 1_000_000_000 + m.header.stamp.nanosec),
+                             QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE))
+    logs = {}
+    procs = []
+    try:
+        for name in ("hfl_perception", "bag_player"):
+            logs[name] = open(tmp_path / f"{name}.log", "w")  # noqa: SIM115 - closed below
+            procs.append(subprocess.Popen(_node_command(by_name[name], tmp_path), env=subprocess_env,
+                                          stdout=logs[name], stderr=subprocess.STDOUT))
+        got = _get_parameters(node, "/hfl_perception", ["use_sim_time", "queue_policy", "qos_input_reliability"])
+        assert got == {"use_sim_time": True, "queue_policy": "all", "qos_input_reliability": "reliable"}
+
+        def log_text():
+            return "\n".join(f"--- {n}\n{(tmp_path / f'{n}.log').read_text()[-3000:]}" for n in logs)
+
+        try:
+            spin_until(node, lambda: len(stamps) >= 4, 180.0, "4 HandObjectPoseArray from the perception node")
+        except TimeoutError as exc:
+            raise AssertionError(f"{exc}\n{log_text()}") from None
+        assert procs[1].wait(timeout=60) == 0, log_text()
+        assert stamps == [T0_NS + i * PERIOD_NS for i in range(4)]  # every frame, original stamps, in order
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(2)
+                try:
+                    proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+        for stream in logs.values():
+            stream.close()
+        node.destroy_node()
+        rclpy.shutdown()

@@ -21,6 +21,7 @@ from torch import nn
 from hfl_ros.errors import HandModelError, InputError
 from hfl_ros.hand_joints import (
     FINGERTIP_VERTICES,
+    FINGERTIP_VERTICES_LEFT,
     MANO_KINTREE_PARENTS,
     MANO_TO_OUTPUT_ORDER,
     NUM_FACES,
@@ -500,7 +501,8 @@ class ManoLayer(nn.Module):
             "th_selected_comps", buffer("hands_components", (ncomps, NUM_FINGER_POSE), lambda c: c[:ncomps])
         )
         self._parents = list(MANO_KINTREE_PARENTS)
-        self.register_buffer("_tips", torch.tensor(FINGERTIP_VERTICES), persistent=False)
+        tips = FINGERTIP_VERTICES_LEFT if side == "left" else FINGERTIP_VERTICES
+        self.register_buffer("_tips", torch.tensor(tips), persistent=False)
         self.register_buffer("_order", torch.tensor(MANO_TO_OUTPUT_ORDER), persistent=False)
 
     @property

@@ -469,7 +469,19 @@ def make_standin_hand_model(side: str = "right", seed: int = 0) -> dict[str, Any
         "bs_type": "lrotmin",
     }
     model["J"] = model["J_regressor"] @ v_template
-    return _mirror(model) if side == "left" else model
+    return _swap_vertices(_mirror(model), 444, 445) if side == "left" else model
+
+
+def _swap_vertices(model: dict[str, Any], a: int, b: int) -> dict[str, Any]:
+    """Exchange two vertex indices everywhere, so that the left middle tip sits at 445 as manopth expects."""
+    perm = np.arange(NUM_VERTICES)
+    perm[[a, b]] = perm[[b, a]]
+    out = dict(model)
+    for key in ("v_template", "weights", "shapedirs", "posedirs"):
+        out[key] = model[key][perm]
+    out["J_regressor"] = model["J_regressor"][:, perm]
+    out["f"] = perm[model["f"].astype(np.int64)].astype(np.uint32)
+    return out
 
 
 def write_standin_hand_model(path: str | Path, side: str = "right", seed: int = 0) -> Path:
