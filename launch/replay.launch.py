@@ -3,21 +3,24 @@
     ros2 launch hfl_ros replay.launch.py bag:=<bag> [rate:=0.5] [params_file:=<node yaml>]
         [image_topic:=...] [camera_info_topic:=...] [detections_topic:=...]
 
+An image topic ending in ``/compressed`` (sensor_msgs/CompressedImage) is fed to the node's compressed input.
+
 The bag_player publishes the recorded image, camera_info and detections with their original stamps and /clock;
 it starts once the perception node's subscriptions are matched. The perception node runs with use_sim_time,
-``queue_policy: all`` (its inference queue never drops a frame: the input callbacks wait instead) and reliable,
-deep input subscriptions, so every recorded frame is processed. Lower ``rate`` if inference is slower than the
-recording: the queues then only delay frames, but a very long backlog costs memory.
+``queue_policy: all`` (its inference queue never drops a frame: the input callbacks wait instead) and
+reliable, deep input subscriptions, so every recorded frame is processed. Lower ``rate`` if inference is
+slower than the recording: the queues then only delay frames, but a very long backlog costs memory.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
+
+from launch import LaunchDescription
 
 
 def _default_params_file() -> str:
@@ -32,6 +35,8 @@ def _nodes(context) -> list:
         return LaunchConfiguration(name).perform(context)
 
     topics = [arg("image_topic"), arg("camera_info_topic"), arg("detections_topic")]
+    # A sensor_msgs/CompressedImage topic (".../compressed") goes to the node's compressed input.
+    compressed = topics[0].rstrip("/").endswith("/compressed")
     perception = Node(
         package="hfl_ros", executable="perception_node", name="hfl_perception", output="screen",
         parameters=[arg("params_file"), {
@@ -39,8 +44,10 @@ def _nodes(context) -> list:
             "queue_policy": "all",
             "qos_input_reliability": "reliable",
             "qos_input_depth": 1000,
+            "image_transport": "compressed" if compressed else "raw",
         }],
-        remappings=list(zip(("image", "camera_info", "detections"), topics, strict=True)),
+        remappings=[("image/compressed" if compressed else "image", topics[0]), ("camera_info", topics[1]),
+                    ("detections", topics[2])],
     )
     player = Node(
         package="hfl_ros", executable="bag_player", name="bag_player", output="screen",

@@ -3,6 +3,7 @@ waits on conditions with deadlines (never fixed sleeps). Used by the perception 
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import threading
 import time
@@ -17,7 +18,7 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
 
 
-class NodeDied(AssertionError):
+class NodeDiedError(AssertionError):
     """The node process under test exited while the test waited for it."""
 
 
@@ -55,18 +56,19 @@ class RosSession:
         self._thread.start()
 
     def _spin(self) -> None:
-        try:
+        with contextlib.suppress(ExternalShutdownException, rclpy.executors.ShutdownException):
             self.executor.spin()
-        except (ExternalShutdownException, rclpy.executors.ShutdownException):
-            pass
 
-    def subscribe(self, msg_type: Any, topic: str, qos: QoSProfile = RELIABLE) -> tuple[Any, list[Any]]:
-        """A subscription whose messages are appended to the returned list."""
+    def subscribe(self, msg_type: Any, topic: str, qos: QoSProfile = RELIABLE,
+                  timestamps: bool = False) -> tuple[Any, list[Any]]:
+        """A subscription whose messages are appended to the returned list (as (time.perf_counter() at
+        arrival, message) pairs with ``timestamps``)."""
         received: list[Any] = []
 
         def on_msg(msg: Any) -> None:
+            arrival = time.perf_counter()
             with self._cond:
-                received.append(msg)
+                received.append((arrival, msg) if timestamps else msg)
                 self._cond.notify_all()
 
         sub = self.node.create_subscription(msg_type, topic, on_msg, qos)
@@ -74,7 +76,8 @@ class RosSession:
 
     def wait_for(self, condition: Callable[[], Any], timeout: float, what: str,
                  proc: subprocess.Popen | None = None) -> Any:
-        """Wait until ``condition()`` is truthy and return it; fail after ``timeout`` s or if ``proc`` died."""
+        """Wait until ``condition()`` is truthy and return its value; fail after ``timeout`` s, or at once if
+        ``proc`` exits."""
         deadline = time.monotonic() + timeout
         with self._cond:
             while True:
@@ -82,7 +85,7 @@ class RosSession:
                 if value:
                     return value
                 if proc is not None and proc.poll() is not None:
-                    raise NodeDied(f"node exited with {proc.returncode} while waiting for {what}\n"
+                    raise NodeDiedError(f"node exited with {proc.returncode} while waiting for {what}\n"
                                    + process_output(proc.log_dir))
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -115,11 +118,13 @@ def get_parameters(session: RosSession, node: str, names: list[str], timeout: fl
     from rcl_interfaces.srv import GetParameters
     from rclpy.parameter import parameter_value_to_python
 
-    response = session.call(GetParameters, f"{node}/get_parameters", GetParameters.Request(names=names), timeout)
+    request = GetParameters.Request(names=names)
+    response = session.call(GetParameters, f"{node}/get_parameters", request, timeout)
     return {n: parameter_value_to_python(v) for n, v in zip(names, response.values, strict=True)}
 
 
-def set_parameters(session: RosSession, node: str, values: dict[str, Any], timeout: float = 20.0) -> list[Any]:
+def set_parameters(session: RosSession, node: str, values: dict[str, Any],
+                   timeout: float = 20.0) -> list[Any]:
     """Set parameters through ``<node>/set_parameters``; returns the SetParametersResult of each."""
     from rcl_interfaces.srv import SetParameters
     from rclpy.parameter import Parameter

@@ -12,7 +12,6 @@ from __future__ import annotations
 import sys
 
 import numpy as np
-
 from ros_helpers import HAND_T, OBJECT_R, OBJECT_T
 
 from hfl_ros.estimator import Estimator

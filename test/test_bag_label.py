@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import struct
 from collections import defaultdict
 from pathlib import Path
 
@@ -36,8 +37,9 @@ from hfl_ros.bag.label import LabelOptions, camera_info_sibling, label_bag
 from hfl_ros.bag.records import ARRAY_NAMES
 from hfl_ros.bag.typestore import typestore
 
-POSES = "/hfl_ros/hand_object_poses"
-OBJECTS = "/hfl_ros/objects"
+POSES = "/hfl_perception/hand_object_poses"
+OBJECTS = "/hfl_perception/objects"
+MARKERS = "/hfl_perception/markers"
 
 
 @pytest.fixture(scope="module")
@@ -71,8 +73,8 @@ def shared_estimator(assets):
     from hfl_ros.estimator import Estimator
 
     torch.set_num_threads(1)
-    return Estimator(assets["checkpoint"], mano_dir=assets["mano_dir"], object_models=assets["object_models_dir"],
-                     device="cpu")
+    return Estimator(assets["checkpoint"], mano_dir=assets["mano_dir"], device="cpu",
+                     object_models=assets["object_models_dir"])
 
 
 @pytest.fixture
@@ -131,7 +133,7 @@ def assert_jsonl_matches_npz(out: Path) -> None:
             assert arrays["object_vote_count"][k] == obj["vote_count"]
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # Labeling
 
 
@@ -155,9 +157,9 @@ def test_label_every_storage_format(tmp_path, estimator, storage):
     assert all(m.header.frame_id == "camera_color_optical_frame" for _, m in poses)
     assert all(len(m.poses) == 1 and m.poses[0].hand.side == 0 for _, m in poses)  # one right hand per frame
     assert [t for t, _ in messages[OBJECTS]] == stamps
-    expected_topics = {POSES, OBJECTS, "/hfl_ros/markers", "/tf"} if summary.pairs_ok else {POSES, OBJECTS}
+    expected_topics = {POSES, OBJECTS, MARKERS, "/tf"} if summary.pairs_ok else {POSES, OBJECTS}
     copied = {IMAGE_TOPIC, INFO_TOPIC, DETECTIONS_TOPIC} if storage == "mcap" else set()
-    assert expected_topics <= set(messages) <= {POSES, OBJECTS, "/hfl_ros/markers", "/tf"} | copied
+    assert expected_topics <= set(messages) <= {POSES, OBJECTS, MARKERS, "/tf"} | copied
     if copied:
         assert [stamp_of(m) for _, m in messages[IMAGE_TOPIC]] == stamps
 
@@ -174,6 +176,14 @@ def test_label_every_storage_format(tmp_path, estimator, storage):
     assert saved["labeled_frames"] == 4 and saved["error"] is None
 
 
+def test_compressed_images_are_found_and_decoded(tmp_path, estimator):
+    bag = write_bag(tmp_path / "in", frame_specs(2), storage="sqlite3", compressed=True)
+    summary = label_bag(_options(bag, tmp_path / "out"), estimator)
+    assert summary.topics["image"] == IMAGE_TOPIC + "/compressed"  # auto-detected: the only image topic
+    assert summary.topics["camera_info"] == INFO_TOPIC
+    assert summary.labeled_frames == 2 and estimator.frames == 2 and not summary.frame_failures
+
+
 def test_output_bag_carries_our_type_definitions(tmp_path, estimator):
     from rosbags.rosbag2 import Reader
 
@@ -184,7 +194,8 @@ def test_output_bag_carries_our_type_definitions(tmp_path, estimator):
     assert info["storage_identifier"] == "mcap"
     hashes = {t["topic_metadata"]["type"]: t["topic_metadata"]["type_description_hash"]
               for t in info["topics_with_message_count"]}
-    assert hashes["hfl_ros/msg/HandObjectPoseArray"] == typestore().hash_rihs01("hfl_ros/msg/HandObjectPoseArray")
+    poses_type = "hfl_ros/msg/HandObjectPoseArray"
+    assert hashes[poses_type] == typestore().hash_rihs01(poses_type)
     with Reader(tmp_path / "out" / "bag") as reader:
         (connection,) = [c for c in reader.connections if c.topic == POSES]
         # The schema embeds the full definition, so tools without hfl_ros installed can decode it.
@@ -206,15 +217,34 @@ def test_sync_slop_from_params_file_and_flag_override(tmp_path, assets, capsys):
     first = json.loads((tmp_path / "a" / "summary.json").read_text())
     assert first["synced_frames"] == 3 and first["pairs"] == 0  # hand score 0.9 < 0.95: no hand kept
 
-    assert cli.main([*base, "--out", str(tmp_path / "b"), "--hand-score-threshold", "0.5", "--sync-slop", "0"]) == 0
+    flags = ["--hand-score-threshold", "0.5"]
+    assert cli.main([*base, "--out", str(tmp_path / "b"), *flags, "--sync-slop", "0"]) == 0
     second = json.loads((tmp_path / "b" / "summary.json").read_text())
     assert second["synced_frames"] == 0 and second["frames_without_detections"] == 3
 
-    assert cli.main([*base, "--out", str(tmp_path / "c"), "--hand-score-threshold", "0.5"]) == 0
+    assert cli.main([*base, "--out", str(tmp_path / "c"), *flags]) == 0
     third = json.loads((tmp_path / "c" / "summary.json").read_text())
     assert third["synced_frames"] == 3 and third["pairs"] == 3
     printed = capsys.readouterr().out
     assert "frames: 3 images, 3 synced, 3 labeled now" in printed and "frames/s" in printed
+
+
+def test_params_file_layouts(tmp_path):
+    from hfl_ros.bag.label_cli import ParamsFileError, options_from_params, read_params_file
+
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump({
+        "hfl_perception": {"ros__parameters": {"device": "cuda:1", "sync_slop": 0.02, "mano_dir": ""}},
+        "/**": {"ros__parameters": {"device": "cpu", "right_hand_labels": ["R"], "queue_policy": "all"}}}))
+    params = options_from_params(read_params_file(path))
+    # The /** section wins over a node section; empty paths mean "not set"; other node parameters are ignored.
+    assert params == {"device": "cpu", "right_hand_labels": ("R",), "sync_slop": 0.02, "mano_dir": None}
+    path.write_text(yaml.safe_dump({"/**": {"ros__parameters": {"fp16": "yes"}}}))
+    with pytest.raises(ParamsFileError, match="fp16"):
+        options_from_params(read_params_file(path))
+    path.write_text("just: text\n")
+    with pytest.raises(ParamsFileError, match="ros__parameters"):
+        read_params_file(path)
 
 
 def test_list_topics(tmp_path, capsys):
@@ -227,7 +257,7 @@ def test_list_topics(tmp_path, capsys):
     assert rows["/chatter"] == ["std_msgs/msg/String", "1"]
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # Resume
 
 
@@ -268,12 +298,14 @@ def test_resume_relabels_records_whose_bag_was_lost(tmp_path, estimator):
     import shutil
 
     shutil.rmtree(out / "bag")  # e.g. deleted, or never finalised by a killed run
+    with (out / "labels.jsonl").open("a") as stream:
+        stream.write('{"frame": 3, "stamp_ns": 17')  # a line cut by a crash
     summary = label_bag(_options(bag, out, resume=True), estimator)
-    assert summary.dropped_previous_records == 3 and summary.labeled_frames == 3
+    assert summary.dropped_previous_records == 4 and summary.labeled_frames == 3
     assert len(jsonl(out)) == 3 and len(read_bag(out / "bag")[POSES]) == 3
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # Bad bags
 
 
@@ -284,12 +316,13 @@ def test_truncated_bag_gives_error_and_valid_partial_output(tmp_path, assets, st
     with data.open("r+b") as stream:
         stream.truncate(int(data.stat().st_size * 0.6))
     out = tmp_path / "out"
-    code = cli.main(["label", str(bag), "--out", str(out), "--checkpoint", assets["checkpoint"], "--mano-dir",
-                     assets["mano_dir"], "--object-models-dir", assets["object_models_dir"], "--device", "cpu",
-                     "--no-progress"])
+    code = cli.main(["label", str(bag), "--out", str(out), "--checkpoint", assets["checkpoint"],
+                     "--mano-dir", assets["mano_dir"], "--object-models-dir", assets["object_models_dir"],
+                     "--device", "cpu", "--no-progress"])
     assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("hfl-ros label: error: ") and "truncated or corrupted" in err[0]
+    assert len(err) == 1 and err[0].startswith("hfl-ros label: error: ")
+    assert "truncated or corrupted" in err[0]
     records = jsonl(out)
     poses = read_bag(out / "bag")[POSES]  # finalised: rosbags reads it
     assert 0 < len(records) < 12
@@ -305,7 +338,8 @@ def test_missing_topics(tmp_path, estimator, capsys):
         label_bag(_options(bag, tmp_path / "out"), estimator)
     assert not (tmp_path / "out").exists()
     assert cli.main(["label", str(bag), "--out", str(tmp_path / "out"), "--image-topic", "/nope"]) == 2
-    assert "image topic /nope is not in the bag; image topics in the bag: " + IMAGE_TOPIC in capsys.readouterr().err
+    expected = f"image topic /nope is not in the bag; image topics in the bag: {IMAGE_TOPIC}"
+    assert expected in capsys.readouterr().err
     assert estimator.calls == 0
 
 
@@ -347,8 +381,33 @@ def test_unsupported_encoding(tmp_path, estimator):
     assert estimator.frames == 2
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # Pieces
+
+
+def test_reader_handles_missing_metadata_and_unindexed_mcap(tmp_path):
+    from hfl_ros.bag.reader import BagReader
+
+    bag = write_bag(tmp_path / "in", frame_specs(3))
+    (bag / "metadata.yaml").unlink()  # the storage file is intact: it is read directly
+    with BagReader(bag) as reader:
+        assert not reader.is_damaged
+        assert reader.topics[IMAGE_TOPIC].count == 3
+        assert len(list(reader.messages([IMAGE_TOPIC]))) == 3
+
+    # A recorder killed before writing the summary: the data records are complete, the index is missing.
+    data = storage_file(bag)
+    content = data.read_bytes()
+    summary_start = struct.unpack_from("<Q", content, len(content) - 37 + 9)[0]  # from the MCAP footer
+    data.write_bytes(content[:summary_start])
+    with BagReader(bag) as reader:
+        assert reader.is_damaged
+        assert reader.topics[DETECTIONS_TOPIC].count == 3
+        stamps = []
+        with pytest.raises(CorruptBagError, match="every readable message was read"):
+            for raw in reader.messages([IMAGE_TOPIC]):
+                stamps.append(cdr_header(raw.data)[:2])
+        assert [s * 1_000_000_000 + n for s, n in stamps] == [T0_NS + i * PERIOD_NS for i in range(3)]
 
 
 def test_cdr_header_reads_stamp_and_frame_id():

@@ -37,7 +37,8 @@ def test_topic_selection_and_type_modules():
     assert list(select_topics(topics, ["/a"])) == ["/a"]
     with pytest.raises(MissingTopicError, match="/b"):
         select_topics(topics, ["/a", "/b"])
-    assert python_message_module("vision_msgs/msg/Detection2DArray") == ("vision_msgs.msg", "Detection2DArray")
+    assert python_message_module("vision_msgs/msg/Detection2DArray") == ("vision_msgs.msg",
+                                                                           "Detection2DArray")
     with pytest.raises(ValueError):
         PlayOptions(bag=Path("x"), rate=0.0).validate()
 
@@ -104,13 +105,14 @@ def test_replay_into_live_subscriber_keeps_stamps_and_publishes_clock(tmp_path, 
     assert recorder.image_sizes == {(64, 48)}
     # /clock follows the recorded time line: within the bag's log times and never backwards.
     assert recorder.clock == sorted(recorder.clock)
-    assert T0_NS <= recorder.clock[0] and recorder.clock[-1] <= expected[-1] + 10_000_000
+    assert recorder.clock[0] >= T0_NS and recorder.clock[-1] <= expected[-1] + 10_000_000
     assert f"played {3 * NUM_FRAMES} message(s)" in out
 
 
 def test_bag_player_executable_plays_only_selected_topics(tmp_path, subprocess_env):
     bag = write_bag(tmp_path / "in.mcap", frame_specs(NUM_FRAMES), storage="bare-mcap", width=32, height=24)
-    recorder, _ = _play(bag, subprocess_env, [IMAGE_TOPIC], [sys.executable, str(REPO / "scripts" / "bag_player")],
+    executable = [sys.executable, str(REPO / "scripts" / "bag_player")]
+    recorder, _ = _play(bag, subprocess_env, [IMAGE_TOPIC], executable,
                         ["--topics", IMAGE_TOPIC, "--ros-args", "-p", "rate:=8.0"])
     assert recorder.stamps[IMAGE_TOPIC] == [T0_NS + i * PERIOD_NS for i in range(NUM_FRAMES)]
 
@@ -120,11 +122,13 @@ def test_play_missing_topic_is_a_one_line_error(tmp_path, subprocess_env):
     proc = subprocess.run([sys.executable, "-m", "hfl_ros.cli", "play", str(bag), "--topics", "/missing"],
                           env=subprocess_env, cwd=REPO, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines()[-1].startswith("hfl-ros play: error: topic(s) not in the bag: /missing")
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("hfl-ros play: error: topic(s) not in the bag: /missing")
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# launch/replay.launch.py, run through a minimal recording stand-in for launch / launch_ros (not installed here)
+# ------------------------------------------------------------------------------------------------------------
+# launch/replay.launch.py, run through a minimal recording stand-in for launch / launch_ros (not installed
+# here)
 
 
 class _StandIn:
@@ -133,8 +137,8 @@ class _StandIn:
     def __init__(self):
         import types
 
-        self.modules = {name: types.ModuleType(name) for name in
-                        ("launch", "launch.actions", "launch.substitutions", "launch_ros", "launch_ros.actions")}
+        names = ("launch", "launch.actions", "launch.substitutions", "launch_ros", "launch_ros.actions")
+        self.modules = {name: types.ModuleType(name) for name in names}
 
         class LaunchDescription:
             def __init__(self, entities):
@@ -193,10 +197,11 @@ class _StandIn:
 
 
 def _node_command(node: dict, tmp_path: Path) -> list[str]:
-    """``<exe> --ros-args -r __node:=NAME --params-file FILE ... -r from:=to``, as launch_ros starts a node."""
+    """How launch_ros starts a node: ``<exe> --ros-args -r __node:=NAME --params-file F ... -r a:=b``."""
     import yaml
 
-    cmd = [sys.executable, str(REPO / "scripts" / node["executable"]), "--ros-args", "-r", f"__node:={node['name']}"]
+    cmd = [sys.executable, str(REPO / "scripts" / node["executable"]), "--ros-args",
+           "-r", f"__node:={node['name']}"]
     for k, params in enumerate(node.get("parameters", [])):
         if isinstance(params, dict):
             path = tmp_path / f"{node['name']}_{k}.yaml"
@@ -224,9 +229,8 @@ def test_replay_launch_feeds_every_frame_to_the_perception_node(tmp_path, subpro
     import rclpy
     import yaml
     from bag_helpers import write_test_assets
-    from rclpy.qos import QoSProfile, ReliabilityPolicy
-
     from hfl_ros.msg import HandObjectPoseArray
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
 
     assets = write_test_assets(tmp_path / "assets")
     params = tmp_path / "perception.yaml"
@@ -235,7 +239,8 @@ def test_replay_launch_feeds_every_frame_to_the_perception_node(tmp_path, subpro
         "object_models_dir": assets["object_models_dir"], "device": "cpu", "num_threads": 1}}}))
     bag = write_bag(tmp_path / "in", frame_specs(4), storage="mcap", width=160, height=120)
     nodes = _StandIn().nodes(REPO / "launch" / "replay.launch.py", monkeypatch,
-                             {"bag": str(bag), "params_file": str(params), "rate": "2.0", "wait_timeout": "90"})
+                             {"bag": str(bag), "params_file": str(params), "rate": "2.0",
+                              "wait_timeout": "90"})
     by_name = {n["name"]: n for n in nodes}
     assert sorted(by_name) == ["bag_player", "hfl_perception"]
     assert by_name["bag_player"]["parameters"][0]["topics"] == [IMAGE_TOPIC, INFO_TOPIC, DETECTIONS_TOPIC]
@@ -243,8 +248,10 @@ def test_replay_launch_feeds_every_frame_to_the_perception_node(tmp_path, subpro
     rclpy.init()
     node = rclpy.create_node("replay_launch_test")
     stamps: list[int] = []
-    node.create_subscription(HandObjectPoseArray, "/hfl_perception/hand_object_poses",
-                             lambda m: stamps.append(m.header.stamp.sec * 1_000_000_000 + m.header.stamp.nanosec),
+    def on_poses(msg):
+        stamps.append(msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec)
+
+    node.create_subscription(HandObjectPoseArray, "/hfl_perception/hand_object_poses", on_poses,
                              QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE))
     logs = {}
     procs = []
@@ -253,14 +260,15 @@ def test_replay_launch_feeds_every_frame_to_the_perception_node(tmp_path, subpro
             logs[name] = open(tmp_path / f"{name}.log", "w")  # noqa: SIM115 - closed below
             procs.append(subprocess.Popen(_node_command(by_name[name], tmp_path), env=subprocess_env,
                                           stdout=logs[name], stderr=subprocess.STDOUT))
-        got = _get_parameters(node, "/hfl_perception", ["use_sim_time", "queue_policy", "qos_input_reliability"])
+        names = ["use_sim_time", "queue_policy", "qos_input_reliability"]
+        got = _get_parameters(node, "/hfl_perception", names)
         assert got == {"use_sim_time": True, "queue_policy": "all", "qos_input_reliability": "reliable"}
 
         def log_text():
             return "\n".join(f"--- {n}\n{(tmp_path / f'{n}.log').read_text()[-3000:]}" for n in logs)
 
         try:
-            spin_until(node, lambda: len(stamps) >= 4, 180.0, "4 HandObjectPoseArray from the perception node")
+            spin_until(node, lambda: len(stamps) >= 4, 180.0, "4 outputs of the perception node")
         except TimeoutError as exc:
             raise AssertionError(f"{exc}\n{log_text()}") from None
         assert procs[1].wait(timeout=60) == 0, log_text()
@@ -278,3 +286,36 @@ def test_replay_launch_feeds_every_frame_to_the_perception_node(tmp_path, subpro
             stream.close()
         node.destroy_node()
         rclpy.shutdown()
+
+
+def test_replay_launch_compressed_images(monkeypatch):
+    nodes = _StandIn().nodes(REPO / "launch" / "replay.launch.py", monkeypatch,
+                             {"bag": "/x", "image_topic": "/cam/image_raw/compressed"})
+    perception = next(n for n in nodes if n["name"] == "hfl_perception")
+    assert perception["parameters"][1]["image_transport"] == "compressed"
+    assert ("image/compressed", "/cam/image_raw/compressed") in perception["remappings"]
+
+
+def test_replay_launch_with_real_launch_ros():
+    """On a machine with ROS 2 launch installed, the file builds a real description with the two nodes."""
+    pytest.importorskip("launch_ros")
+    import importlib.util
+
+    from launch.actions import DeclareLaunchArgument
+    from launch_ros.actions import Node
+
+    from launch import LaunchContext, LaunchDescription
+
+    spec = importlib.util.spec_from_file_location("replay_launch_real", REPO / "launch" / "replay.launch.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    description = module.generate_launch_description()
+    assert isinstance(description, LaunchDescription)
+    declared = {e.name: e for e in description.entities if isinstance(e, DeclareLaunchArgument)}
+    values = {"bag": "/tmp/x", "rate": "0.5", "params_file": "/tmp/p.yaml", "image_topic": "/i",
+              "camera_info_topic": "/c", "detections_topic": "/d", "wait_timeout": "5", "loop": "false"}
+    assert set(declared) == set(values)
+    context = LaunchContext()
+    context.launch_configurations.update(values)
+    nodes = module._nodes(context)
+    assert len(nodes) == 2 and all(isinstance(n, Node) for n in nodes)

@@ -22,6 +22,7 @@ rclpy = pytest.importorskip("rclpy")
 
 from builtin_interfaces.msg import Time  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from hfl_ros.msg import HandObjectPose, HandObjectPoseArray  # noqa: E402
 from node_harness import RosSession, set_parameters, start_process  # noqa: E402
 from ros_helpers import (  # noqa: E402
     HAND_T,
@@ -50,7 +51,6 @@ from visualization_msgs.msg import MarkerArray  # noqa: E402
 
 from hfl_ros.errors import BadBoxError  # noqa: E402
 from hfl_ros.hand_joints import JOINT_NAMES  # noqa: E402
-from hfl_ros.msg import HandObjectPose, HandObjectPoseArray  # noqa: E402
 from hfl_ros.results import HandEstimate, HandObjectResult, Status  # noqa: E402
 from hfl_ros.ros.convert import LabelMap, rgb_to_image_data  # noqa: E402
 from hfl_ros.ros.diagnostics import PerceptionStats, diagnostics_values  # noqa: E402
@@ -169,7 +169,8 @@ def _fake_msgs(encoding="rgb8", k=None):
     image = SimpleNamespace(height=2, width=2, encoding=encoding, step=6, data=bytes(12))
     info = None if k is False else SimpleNamespace(k=np.array(k if k is not None else K_TEST.reshape(-1)))
     hyp = SimpleNamespace(hypothesis=SimpleNamespace(class_id="right_hand", score=0.9))
-    bbox = SimpleNamespace(center=SimpleNamespace(position=SimpleNamespace(x=1.0, y=1.0)), size_x=1.0, size_y=1.0)
+    centre = SimpleNamespace(position=SimpleNamespace(x=1.0, y=1.0))
+    bbox = SimpleNamespace(center=centre, size_x=1.0, size_y=1.0)
     obj = SimpleNamespace(hypothesis=SimpleNamespace(class_id="3", score=0.5))
     dets = SimpleNamespace(detections=[SimpleNamespace(results=[hyp], bbox=bbox),
                                        SimpleNamespace(results=[obj], bbox=bbox)])
@@ -253,7 +254,8 @@ class Harness:
 
     def wait_ready(self) -> None:
         pubs = (self.pub_image, self.pub_info, self.pub_dets)
-        subs = (self.sub_poses, self.sub_objects, self.sub_markers, self.sub_debug, self.sub_tf, self.sub_diag)
+        subs = (self.sub_poses, self.sub_objects, self.sub_markers, self.sub_debug, self.sub_tf,
+                self.sub_diag)
         self.wait(lambda: all(p.get_subscription_count() > 0 for p in pubs)
                   and all(s.get_publisher_count() > 0 for s in subs), "the node's topics", timeout=180.0)
 
@@ -285,7 +287,8 @@ class Harness:
             detections.append(Detection2D(header=header, results=[hyp], bbox=bbox))
         return Detection2DArray(header=header, detections=detections)
 
-    def send(self, stamp: Time, items=None, image: Image | None = None, info: CameraInfo | None | bool = True):
+    def send(self, stamp: Time, items=None, image: Image | None = None,
+             info: CameraInfo | bool | None = True):
         """Publish camera_info (unless ``info`` is False), image and detections with ``stamp``."""
         if items is None:
             items = [("right_hand", RIGHT_BOX, 0.9), ("left_hand", LEFT_BOX, 0.8), ("3", OBJECT_A, 0.7),
@@ -296,7 +299,8 @@ class Harness:
         self.pub_dets.publish(self.dets_msg(stamp, items))
 
     def _with_stamp(self, msgs, stamp: Time, header=lambda m: m.header):
-        return [m for m in msgs if header(m).stamp.sec == stamp.sec and header(m).stamp.nanosec == stamp.nanosec]
+        return [m for m in msgs
+                if header(m).stamp.sec == stamp.sec and header(m).stamp.nanosec == stamp.nanosec]
 
     def poses_at(self, stamp: Time) -> HandObjectPoseArray:
         (msg,) = self.wait(lambda: self._with_stamp(self.poses, stamp), f"the poses of stamp {stamp.sec}")
@@ -351,15 +355,16 @@ def harness(node_assets, tmp_path_factory):
 
     directory = tmp_path_factory.mktemp("node_run")
     params = write_params_file(directory / "params.yaml", {
-        **node_assets, "num_threads": 1, "tf_prefix": "test/", "marker_lifetime": 0.7, "publish_vertices": True,
-        "publish_debug_image": True, "diagnostics_period": 0.3, "camera_info_max_age": 5.0,
-        "camera_info_wait": 0.1, "qos_input_reliability": "reliable", "qos_input_depth": 10,
+        **node_assets, "num_threads": 1, "tf_prefix": "test/", "marker_lifetime": 0.7,
+        "publish_vertices": True, "publish_debug_image": True, "diagnostics_period": 0.3,
+        "camera_info_max_age": 5.0, "camera_info_wait": 0.1, "qos_input_reliability": "reliable",
+        "qos_input_depth": 10,
     })
     domain = module_domain_id(__name__)
     env = {**os.environ, "ROS_DOMAIN_ID": str(domain), "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1",
            "PYTHONPATH": os.pathsep.join([str(REPO), str(HERE), os.environ.get("PYTHONPATH", "")])}
-    cmd = [sys.executable, str(HERE / "rigged_perception_node.py"), "--ros-args", "--params-file", str(params),
-           "-r", "image:=/cam/image_raw", "-r", "camera_info:=/cam/camera_info",
+    cmd = [sys.executable, str(HERE / "rigged_perception_node.py"), "--ros-args",
+           "--params-file", str(params), "-r", "image:=/cam/image_raw", "-r", "camera_info:=/cam/camera_info",
            "-r", "detections:=/detector/detections"]
     proc = start_process(cmd, env, directory)
     session = RosSession(domain)
@@ -394,7 +399,8 @@ def test_good_frame_poses_header_and_known_poses(harness):
     msg = harness.poses_at(stamp)
     assert msg.header.frame_id == FRAME_ID
     assert (msg.header.stamp.sec, msg.header.stamp.nanosec) == (stamp.sec, 123)
-    assert [p.status for p in msg.poses] == [HandObjectPose.STATUS_OK] * 2, [p.status_message for p in msg.poses]
+    statuses = [p.status for p in msg.poses]
+    assert statuses == [HandObjectPose.STATUS_OK] * 2, [p.status_message for p in msg.poses]
     assert [p.hand.side for p in msg.poses] == [0, 1]
     for pose in msg.poses:
         assert pose.header.frame_id == FRAME_ID and pose.header.stamp.sec == stamp.sec
@@ -534,7 +540,7 @@ def test_bad_input_gets_a_status_a_count_and_the_node_goes_on(harness, case):
     # Missing camera_info: stamps far from every camera_info sent (camera_info_max_age is 5 s).
     stamp = harness.next_stamp(jump_s=100 if case == "camera_info_missing" else 0)
     image = _bad_image(stamp, spec["image"]) if "image" in spec else None
-    info = False if spec.get("info") is False else (Harness.info_msg(stamp, spec["k"]) if "k" in spec else True)
+    info = Harness.info_msg(stamp, spec["k"]) if "k" in spec else spec.get("info", True)
     items = [("right_hand", spec.get("right", RIGHT_BOX), 0.9), ("left_hand", LEFT_BOX, 0.8),
              (spec.get("object_class", "3"), OBJECT_A, 0.7), ("3", OBJECT_B, 0.6)]
     harness.send(stamp, items, image=image, info=info)
@@ -572,7 +578,8 @@ def test_diagnostics_content(harness):
     # Rates are per diagnostics period: the image may arrive in an earlier period than its processing.
     inputs = harness.diagnostics_values(lambda v: float(v["input_rate_image_hz"]) > 0, "an input rate", start)
     assert float(inputs["input_rate_detections_hz"]) > 0 and float(inputs["input_rate_camera_info_hz"]) > 0
-    values = harness.diagnostics_values(lambda v: float(v["processed_rate_hz"]) > 0, "a processed rate", start)
+    values = harness.diagnostics_values(lambda v: float(v["processed_rate_hz"]) > 0, "a processed rate",
+                                        start)
     for key in ("input_rate_image_hz", "input_rate_detections_hz", "input_rate_camera_info_hz",
                 "processed_rate_hz", "latency_mean_ms", "latency_max_ms", "inference_mean_ms",
                 "frames_processed", "dropped_frames", "unmatched_detections", "unmatched_images"):
@@ -613,8 +620,8 @@ def test_sigterm_shuts_down_cleanly(harness):
 @pytest.mark.parametrize(
     ("args", "needle", "code"),
     [
-        (["-p", "queue_policy:=sometimes"], "parameter 'queue_policy': 'sometimes' is not allowed; set it to one "
-         "of latest, all", 2),
+        (["-p", "queue_policy:=sometimes"],
+         "parameter 'queue_policy': 'sometimes' is not allowed; set it to one of latest, all", 2),
         (["-p", "checkpoint_path:=/nonexistent/model.pt"], "parameter 'checkpoint_path': file "
          "'/nonexistent/model.pt' does not exist", 2),
         (["-p", "marker_lifetime:=-1.0"], "parameter 'marker_lifetime'", 2),
@@ -643,7 +650,8 @@ def test_unreadable_checkpoint_is_fatal_naming_checkpoint_path(tmp_path):
     ckpt.write_bytes(b"not a checkpoint")
     env = {**os.environ, "ROS_DOMAIN_ID": str(module_domain_id(__name__ + "ckpt")),
            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    cmd = [sys.executable, "-m", "hfl_ros.nodes.perception_node", "--ros-args", "-p", f"checkpoint_path:={ckpt}"]
+    cmd = [sys.executable, "-m", "hfl_ros.nodes.perception_node", "--ros-args",
+           "-p", f"checkpoint_path:={ckpt}"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 3, proc.stderr
     assert "parameter 'checkpoint_path': cannot load it" in proc.stderr

@@ -1,4 +1,4 @@
-"""Typed errors for bad bags. Each one is a one-line reason that the CLI prints as ``hfl-ros <cmd>: error: ...``."""
+"""Typed errors for bad bags, each a one-line reason that the CLI prints as ``hfl-ros <cmd>: error: ...``."""
 
 from __future__ import annotations
 
@@ -42,6 +42,6 @@ class MissingCameraInfoError(BagError, InputError):
 
 
 class OutputError(BagError):
-    """The output directory cannot be written or holds a previous run that does not match (e.g. for --resume)."""
+    """The output directory cannot be written, or already holds labels (without --resume)."""
 
     reason = "bad_output"

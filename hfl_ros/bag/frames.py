@@ -1,10 +1,11 @@
 """Synced frames of a bag: image + detections (+ camera_info), matched by header stamp like the live node.
 
-Two passes over the bag keep memory flat and lose no frame to queue limits: the small detection and camera_info
-messages are loaded first and sorted by stamp; then the images stream in recording order and, before each one,
-the detections up to its stamp (plus the slop) are fed to the node's :class:`StampSynchronizer`, so an image
-meets its detections whatever their recording delay. Camera info is joined by the node's
-:class:`CameraInfoJoiner` (nearest within the slop, else the latest one at or before the frame).
+Two passes over the bag keep memory flat and lose no frame to queue limits: the small detection and
+camera_info messages are loaded first and sorted by stamp; then the images stream in recording order and,
+before each one, the detections up to its stamp (plus the slop) are fed to the node's
+:class:`StampSynchronizer`, so an image meets its detections whatever their recording delay. Camera info is
+joined by the node's :class:`CameraInfoJoiner` (nearest within the slop, else the latest one at or before the
+frame).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ DETECTIONS_TYPE = "vision_msgs/msg/Detection2DArray"
 
 
 def cdr_header(data: bytes | memoryview) -> tuple[int, int, str]:
-    """(sec, nanosec, frame_id) of a CDR message that starts with a std_msgs/Header, without deserialising it."""
+    """(sec, nanosec, frame_id) of a CDR message starting with a std_msgs/Header, without deserialising it."""
     little = bytes(data[1:2]) != b"\x00"  # encapsulation kind: 0x0001 CDR_LE, 0x0000 CDR_BE
     order = "<" if little else ">"
     sec, nanosec, size = struct.unpack_from(f"{order}iII", data, 4)
@@ -48,7 +49,7 @@ class InputTopics:
 
 @dataclass
 class SyncedFrame:
-    """An image matched with its detections; ``camera_info`` is None when none was recorded at or before it."""
+    """An image matched with its detections; ``camera_info`` is None when none came at or before it."""
 
     index: int  # ordinal among the bag's synced frames (stable across runs, used by --resume)
     stamp_ns: int
@@ -78,7 +79,7 @@ class SourceStats:
 
 
 class BagFrameSource:
-    """Iterate the synced frames of a bag. ``on_message`` sees every message read in pass 2 (for --copy-inputs)."""
+    """The synced frames of a bag; ``copy_topics`` reads the other inputs in pass 2 too (to copy them)."""
 
     def __init__(self, reader: BagReader, topics: InputTopics, slop_s: float = 0.0, *, queue_size: int = 30,
                  copy_topics: bool = False) -> None:

@@ -84,7 +84,7 @@ class LabelOptions:
     with_vertices: bool = False
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # Topics
 
 
@@ -108,8 +108,8 @@ def _pick_topic(topics: dict[str, TopicInfo], requested: str | None, default: st
         raise MissingTopicError(f"the bag has no {what} topic (no {type_list} messages); "
                                 f"topics: {', '.join(topics) or 'none'}")
     else:
-        raise MissingTopicError(f"the bag has several {what} topics ({', '.join(candidates)}); choose one with "
-                                f"{flag}")
+        raise MissingTopicError(f"the bag has several {what} topics ({', '.join(candidates)}); "
+                                f"choose one with {flag}")
     if topics[chosen].count == 0:
         raise MissingTopicError(f"{what} topic {chosen} has no messages")
     return chosen
@@ -134,7 +134,7 @@ def resolve_topics(topics: dict[str, TopicInfo], image: str | None = None, camer
     return InputTopics(image_topic, topics[image_topic].msgtype, info_topic, detections_topic)
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # Decoding
 
 
@@ -159,12 +159,12 @@ def prepare_frame(frame: SyncedFrame, label_map: LabelMap) -> PreparedFrame:
             prepared.image = image_to_rgb(msg)
     except HflRosError as exc:
         prepared.status, prepared.error = exc.reason, exc
-    except Exception as exc:
+    except Exception as exc:  # a malformed message is a bad frame, not a crash
         prepared.status, prepared.error = "bad_message", exc
     return prepared
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # Summary
 
 
@@ -201,7 +201,8 @@ class LabelSummary:
         return json.dumps(asdict(self), indent=2, sort_keys=False)
 
     def text(self) -> str:
-        failures = ", ".join(f"{k}: {v}" for k, v in sorted({**self.frame_failures, **self.pair_failures}.items()))
+        by_reason = sorted({**self.frame_failures, **self.pair_failures}.items())
+        failures = ", ".join(f"{k}: {v}" for k, v in by_reason)
         lines = [
             f"frames: {self.images} images, {self.synced_frames} synced, {self.labeled_frames} labeled now"
             + (f", {self.resumed_frames} already labeled (resume)" if self.resumed_frames else ""),
@@ -218,10 +219,12 @@ class LabelSummary:
         return "\n".join(lines)
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # The pipeline
 
 _END = object()
+#: Input messages copied (--copy-inputs) are handed to the writer at least this often.
+_MAX_PENDING_COPIES = 64
 
 
 @dataclass
@@ -230,21 +233,22 @@ class _Item:
     inputs: list[RawMessage]
 
 
-class _Stop(Exception):
+class _StopError(Exception):
     pass
 
 
 def build_estimator(options: LabelOptions) -> Any:
     from ..estimator import Estimator
 
-    return Estimator(options.checkpoint_path, mano_dir=options.mano_dir, object_models=options.object_models_dir,
-                     device=options.device, fp16=options.fp16, hand_score_threshold=options.hand_score_threshold,
+    return Estimator(options.checkpoint_path, mano_dir=options.mano_dir,
+                     object_models=options.object_models_dir, device=options.device, fp16=options.fp16,
+                     hand_score_threshold=options.hand_score_threshold,
                      object_score_threshold=options.object_score_threshold,
                      with_vertices=options.publish_mesh or options.with_vertices)
 
 
 class Labeler:
-    """Label one bag into ``options.out``. ``estimator`` may be given (tests, benchmarks); else it is built."""
+    """Label one bag into ``options.out``; ``estimator`` may be given (tests, benchmarks), else built."""
 
     def __init__(self, options: LabelOptions, estimator: Any = None) -> None:
         if options.batch_size < 1:
@@ -255,13 +259,13 @@ class Labeler:
         self.label_map = LabelMap(tuple(options.right_hand_labels), tuple(options.left_hand_labels),
                                   Side(options.default_hand_side), tuple(options.hand_labels))
         self._stop = threading.Event()  # stop reading (end of the pipeline or a failure)
-        self._abort = threading.Event()  # stop writing too (interrupted)
+        self._abort = threading.Event()  # the writer cannot be handed the end marker: it stops at once
         self._first_errors: dict[str, str] = {}
         self.summary_saved = False
 
-    # -- entry point ---------------------------------------------------------------------------------------------
+    # -- entry point -----------------------------------------------------------------------------------------
     def run(self) -> LabelSummary:
-        """Label the bag; raise the bag problem (if any) after every output is finalised and the summary saved."""
+        """Label the bag; raise the bag's problem (if any) once the outputs are finalised and summarised."""
         options = self.options
         with BagReader(options.bag) as reader:
             topics = resolve_topics(reader.topics, options.image_topic, options.camera_info_topic,
@@ -276,7 +280,8 @@ class Labeler:
             sink = LabelSink(
                 options.out, topics=options.output_topics, faces=getattr(self.estimator, "hand_faces", None),
                 object_models=getattr(self.estimator, "object_models", None), resume=resume,
-                publish_tf=options.publish_tf, tf_prefix=options.tf_prefix, tf_joints=options.tf_joints, publish_mesh=options.publish_mesh,
+                publish_tf=options.publish_tf, tf_prefix=options.tf_prefix, tf_joints=options.tf_joints,
+                publish_mesh=options.publish_mesh,
                 marker_lifetime_s=options.marker_lifetime_s, with_vertices=options.with_vertices).open()
             source = BagFrameSource(reader, topics, options.sync_slop, copy_topics=options.copy_inputs)
             failure: BaseException | None = None
@@ -301,7 +306,7 @@ class Labeler:
             raise error
         return self.summary
 
-    # -- stages --------------------------------------------------------------------------------------------------
+    # -- stages ----------------------------------------------------------------------------------------------
     def _pipeline(self, source: BagFrameSource, sink: LabelSink, done: set[int], total: int | None) -> None:
         batch_size = self.options.batch_size
         frames_q: queue.Queue = queue.Queue(maxsize=2 * batch_size + 2)
@@ -338,7 +343,7 @@ class Labeler:
             if not finished:  # interrupted or failed: still write the frames already estimated
                 try:
                     self._put(results_q, _END, writer_errors)
-                except BaseException:  # noqa: BLE001 - the writer is gone; what it wrote stays valid
+                except BaseException:  # the writer is gone; what it wrote stays valid
                     self._abort.set()
             progress.close()
             writer.join()
@@ -361,7 +366,7 @@ class Labeler:
             if errors:
                 raise errors[0]
             if self._stop.is_set() and item is not _END:
-                raise _Stop()
+                raise _StopError()
             try:
                 q.put(item, timeout=0.1)
                 return
@@ -371,10 +376,16 @@ class Labeler:
     def _read_stage(self, source: BagFrameSource, done: set[int], out: queue.Queue,
                     errors: list[BaseException]) -> None:
         pending: list[RawMessage] = []
-        copy = pending.append if self.options.copy_inputs else None
+
+        def copy(raw: RawMessage) -> None:
+            pending.append(raw)
+            if len(pending) >= _MAX_PENDING_COPIES:  # a long stretch without synced frames
+                self._put(out, _Item(None, pending[:]))
+                pending.clear()
+
         try:
             try:
-                for frame in source.frames(on_message=copy):
+                for frame in source.frames(on_message=copy if self.options.copy_inputs else None):
                     if frame.stamp_ns in done:
                         self.summary.resumed_frames += 1
                         prepared = None
@@ -383,13 +394,13 @@ class Labeler:
                     if prepared is not None or pending:
                         self._put(out, _Item(prepared, pending[:]))
                         pending.clear()
-            except _Stop:
+            except _StopError:
                 return
-            except BaseException as exc:
+            except BaseException as exc:  # handed to the main thread after the frames before it
                 errors.append(exc)
             self._put(out, _Item(None, pending[:]))
             self._put(out, _END)
-        except _Stop:
+        except _StopError:
             pass
 
     def _estimate(self, batch: list[_Item]) -> list[list]:
@@ -403,14 +414,15 @@ class Labeler:
                 outputs = list(self.estimator.estimate_batch([(f.image, f.K, f.detections) for f in frames]))
             except HflRosError as exc:
                 outputs = [exc] * len(frames)
-            except Exception as exc:
+            except Exception as exc:  # a failed batch fails its frames only
                 error = HflRosError(f"estimator failed: {type(exc).__name__}: {exc}")
                 error.reason = "internal_error"
                 outputs = [error] * len(frames)
         for frame, out in zip(frames, outputs, strict=True):
             if isinstance(out, BaseException):
                 frame.status, frame.error = getattr(out, "reason", "internal_error"), out
-        by_frame = {id(f): out for f, out in zip(frames, outputs, strict=True) if not isinstance(out, BaseException)}
+        by_frame = {id(f): out for f, out in zip(frames, outputs, strict=True)
+                    if not isinstance(out, BaseException)}
         return [by_frame.get(id(item.frame), []) for item in batch]
 
     def _write_stage(self, sink: LabelSink, q: queue.Queue, errors: list[BaseException]) -> None:
@@ -431,7 +443,7 @@ class Labeler:
                     if entry.frame is not None:
                         sink.write_frame(entry.frame, frame_results)
                         self._count(entry.frame, frame_results)
-        except BaseException as exc:
+        except BaseException as exc:  # handed to the main thread
             errors.append(exc)
             self._stop.set()
 
@@ -454,7 +466,7 @@ class Labeler:
                 name = Status(result.status).name.lower()
                 s.pair_failures[name] = s.pair_failures.get(name, 0) + 1
 
-    # -- end of run ----------------------------------------------------------------------------------------------
+    # -- end of run ------------------------------------------------------------------------------------------
     def _finish_summary(self, source: BagFrameSource, started: float) -> None:
         s, st = self.summary, source.stats
         s.images = st.images
@@ -468,15 +480,15 @@ class Labeler:
             s.total_labeled_frames = _count_lines(self.options.out / JSONL)
 
     def _bag_error(self, source: BagFrameSource, failure: BaseException | None) -> HflRosError | None:
-        """The one error that ends the run: a fatal one, else out-of-order stamps, else the commonest frame error."""
+        """The error ending the run: a fatal one, else out-of-order stamps, else the commonest frame error."""
         if isinstance(failure, HflRosError):
             return failure
         st, s = source.stats, self.summary
         if st.images_out_of_order:
             prev, bad = st.first_out_of_order
             return StampOrderError(
-                f"stamps out of order on {source.topics.image}: {st.images_out_of_order} image(s) not newer than "
-                f"the one before were skipped (first: {bad} ns after {prev} ns)")
+                f"stamps out of order on {source.topics.image}: {st.images_out_of_order} image(s) not newer "
+                f"than the one before were skipped (first: {bad} ns after {prev} ns)")
         if s.frame_failures:
             reason, count = Counter(s.frame_failures).most_common(1)[0]
             cls = _FRAME_ERRORS.get(reason, HflRosError)
@@ -512,7 +524,8 @@ def _progress(total: int | None, initial: int, enabled: bool) -> Any:
         return _NoProgress()
     from tqdm import tqdm
 
-    return tqdm(total=total or None, initial=initial, unit="frame", desc="labeling", dynamic_ncols=True)
+    return tqdm(total=total or None, initial=initial, unit="frame", desc="labeling", dynamic_ncols=True,
+                bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_noinv_fmt}]")
 
 
 def label_bag(options: LabelOptions, estimator: Any = None) -> LabelSummary:

@@ -14,14 +14,22 @@ from typing import Any
 import yaml
 
 from ..errors import HflRosError
-from .label import DEFAULT_DETECTIONS_TOPIC, DEFAULT_IMAGE_TOPIC, LabelOptions, Labeler
-from .label_output import OutputTopics
+from .label import DEFAULT_DETECTIONS_TOPIC, DEFAULT_IMAGE_TOPIC, Labeler, LabelOptions
+from .label_output import NODE_NAMESPACE, OutputTopics
 from .reader import BagReader, list_topics_text
+
 
 def _bool(value: Any) -> bool:
     if not isinstance(value, bool):
         raise TypeError(f"expected true or false, got {value!r}")
     return value
+
+
+def _path(value: Any) -> str | None:
+    """A path parameter; the node's empty-string default means "not set"."""
+    if not isinstance(value, str):
+        raise TypeError(f"expected a path string, got {value!r}")
+    return value or None
 
 
 def _labels(value: Any) -> tuple[str, ...]:
@@ -32,9 +40,9 @@ def _labels(value: Any) -> tuple[str, ...]:
 
 #: Node parameter name -> (LabelOptions field, converter). Other node parameters are ignored here.
 NODE_PARAMETERS: dict[str, tuple[str, Any]] = {
-    "checkpoint_path": ("checkpoint_path", str),
-    "mano_dir": ("mano_dir", str),
-    "object_models_dir": ("object_models_dir", str),
+    "checkpoint_path": ("checkpoint_path", _path),
+    "mano_dir": ("mano_dir", _path),
+    "object_models_dir": ("object_models_dir", _path),
     "device": ("device", str),
     "fp16": ("fp16", _bool),
     "right_hand_labels": ("right_hand_labels", _labels),
@@ -85,7 +93,8 @@ def _parameter_sections(data: Any, prefix: str = "") -> list[tuple[str, dict[str
             if key == "ros__parameters" and isinstance(value, dict):
                 found.append((prefix or "/**", value))
             else:
-                found += _parameter_sections(value, f"{prefix}/{key}".replace("//", "/") if prefix else str(key))
+                name = f"{prefix}/{key}".replace("//", "/") if prefix else str(key)
+                found += _parameter_sections(value, name)
     return found
 
 
@@ -104,11 +113,14 @@ def options_from_params(params: dict[str, Any]) -> dict[str, Any]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("bag", type=Path, help="rosbag2 directory (sqlite3 or MCAP) or a .mcap / .db3 file")
-    parser.add_argument("--out", type=Path, help="output directory (bag/, labels.jsonl, labels.npz, summary.json)")
+    parser.add_argument("--out", type=Path,
+                        help="output directory (bag/, labels.jsonl, labels.npz, summary.json)")
     parser.add_argument("--list-topics", action="store_true", help="print the bag's topics, types and counts")
     topics = parser.add_argument_group("input topics (default or auto-detected when the bag has exactly one)")
-    topics.add_argument("--image-topic", help=f"sensor_msgs/Image or CompressedImage (default {DEFAULT_IMAGE_TOPIC})")
-    topics.add_argument("--camera-info-topic", help="sensor_msgs/CameraInfo (default: camera_info beside the image)")
+    topics.add_argument("--image-topic",
+                        help=f"sensor_msgs/Image or CompressedImage (default {DEFAULT_IMAGE_TOPIC})")
+    topics.add_argument("--camera-info-topic",
+                        help="sensor_msgs/CameraInfo (default: camera_info beside the image)")
     topics.add_argument("--detections-topic",
                         help=f"vision_msgs/Detection2DArray (default {DEFAULT_DETECTIONS_TOPIC})")
     est = parser.add_argument_group("estimator (same names as the perception node's parameters)")
@@ -117,19 +129,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     est.add_argument("--mano-dir", help="directory with MANO_RIGHT.pkl / MANO_LEFT.pkl")
     est.add_argument("--object-models-dir", help="directory of object models, <dir>/<class_id>/...")
     est.add_argument("--device", help="auto, cpu, cuda, cuda:N (default auto)")
-    est.add_argument("--fp16", action=argparse.BooleanOptionalAction, default=None, help="half precision on GPU")
+    est.add_argument("--fp16", action=argparse.BooleanOptionalAction, default=None,
+                     help="half precision on GPU")
     est.add_argument("--right-hand-labels", nargs="+", help="detection class ids of right hands")
     est.add_argument("--left-hand-labels", nargs="+", help="detection class ids of left hands")
-    est.add_argument("--default-hand-side", choices=("right", "left"), help="side of a plain 'hand' detection")
-    est.add_argument("--hand-score-threshold", type=float)
-    est.add_argument("--object-score-threshold", type=float)
+    est.add_argument("--default-hand-side", choices=("right", "left"),
+                     help="side of a plain 'hand' detection")
+    est.add_argument("--hand-score-threshold", type=float, help="ignore hand detections scoring below")
+    est.add_argument("--object-score-threshold", type=float, help="ignore object detections scoring below")
     est.add_argument("--sync-slop", type=float, help="seconds between image and detection stamps (default 0)")
     run = parser.add_argument_group("run")
     run.add_argument("--batch-size", type=int, default=8, help="frames per Estimator call (default 8)")
-    run.add_argument("--copy-inputs", action="store_true", help="also copy the input topics into the output bag")
+    run.add_argument("--copy-inputs", action="store_true",
+                     help="also copy the input topics into the output bag")
     run.add_argument("--resume", action="store_true", help="skip frames already in DIR/labels.jsonl")
-    run.add_argument("--output-namespace", default="/hfl_ros",
-                     help="namespace of the output topics (default /hfl_ros, like the node)")
+    run.add_argument("--output-namespace", default=NODE_NAMESPACE,
+                     help=f"namespace of the output topics (default {NODE_NAMESPACE}, the node's name)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -145,12 +160,11 @@ def options_from_args(args: argparse.Namespace) -> LabelOptions:
     for name in ("right_hand_labels", "left_hand_labels"):
         if getattr(args, name) is not None:
             values[name] = tuple(getattr(args, name))
-    ns = "/" + args.output_namespace.strip("/") if args.output_namespace.strip("/") else ""
     return LabelOptions(
         bag=args.bag, out=args.out, image_topic=args.image_topic, camera_info_topic=args.camera_info_topic,
         detections_topic=args.detections_topic, batch_size=args.batch_size, copy_inputs=args.copy_inputs,
         resume=args.resume, progress=not args.no_progress,
-        output_topics=OutputTopics(f"{ns}/hand_object_poses", f"{ns}/objects", "/tf", f"{ns}/markers"), **values)
+        output_topics=OutputTopics.in_namespace(args.output_namespace), **values)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -9,8 +9,8 @@ Layout of the output directory::
 
 ``--resume`` keeps the frames that are both in labels.jsonl and in the previous bag (a record whose bag
 messages were lost, e.g. by a killed run, is dropped and its frame labeled again). The bag is rewritten: a new
-bag is written under ``DIR/.resume/bag`` with the previous label messages merged in by log time, and it replaces
-``DIR/bag`` once finalised, so ``DIR/bag`` is always one complete, valid bag.
+bag is written under ``DIR/.resume/bag`` with the previous label messages merged in by log time, and it
+replaces ``DIR/bag`` once finalised, so ``DIR/bag`` is always one complete, valid bag.
 """
 
 from __future__ import annotations
@@ -38,14 +38,23 @@ SUMMARY = "summary.json"
 RESUME_DIR = ".resume"
 
 
+#: Namespace of the output topics: the perception node's name, so labels replay like the live output.
+NODE_NAMESPACE = "/hfl_perception"
+
+
 @dataclass(frozen=True)
 class OutputTopics:
-    """Topics of the output bag (the perception node's output names, so a replay looks like the live node)."""
+    """Topics of the output bag (by default the perception node's ``~/`` topics and /tf)."""
 
-    poses: str = "/hfl_ros/hand_object_poses"
-    objects: str = "/hfl_ros/objects"
+    poses: str = f"{NODE_NAMESPACE}/hand_object_poses"
+    objects: str = f"{NODE_NAMESPACE}/objects"
     tf: str = "/tf"
-    markers: str = "/hfl_ros/markers"
+    markers: str = f"{NODE_NAMESPACE}/markers"
+
+    @classmethod
+    def in_namespace(cls, namespace: str) -> OutputTopics:
+        ns = "/" + namespace.strip("/") if namespace.strip("/") else ""
+        return cls(f"{ns}/hand_object_poses", f"{ns}/objects", "/tf", f"{ns}/markers")
 
     @property
     def all(self) -> tuple[str, ...]:
@@ -118,7 +127,7 @@ class ResumeState:
 
 
 class _PreviousMessages:
-    """The label messages of the previous bag for the kept frames, merged into the new bag in log-time order."""
+    """The previous bag's label messages of the kept frames, merged into the new bag in log-time order."""
 
     def __init__(self, path: Path | None, topics: Sequence[str], done: set[int]) -> None:
         self._reader = BagReader(path).open() if path is not None else None
@@ -221,7 +230,8 @@ class LabelSink:
         t = frame.stamp_ns
         self._write(self.topics.poses, results_to_msg(results, header, types, self.with_vertices), t)
         self._write(self.topics.objects,
-                    results_to_detection3d(results, header, types, self.object_models, prefix=self.tf_prefix), t)
+                    results_to_detection3d(results, header, types, self.object_models, prefix=self.tf_prefix),
+                    t)
         if self.publish_tf:
             tf = results_to_tf(results, header, types, prefix=self.tf_prefix, joints=self.tf_joints)
             if len(tf.transforms):
@@ -241,7 +251,7 @@ class LabelSink:
         return record
 
     def close(self) -> None:
-        """Finalise the bag (merging what is left of the previous one), close labels.jsonl, write labels.npz."""
+        """Finalise the bag (merging the rest of the previous one), close labels.jsonl, write labels.npz."""
         try:
             if self._writer is not None:
                 try:

@@ -1,8 +1,8 @@
 """What a replay publishes and when, without any ROS runtime (the rclpy side is hfl_ros.nodes.bag_player).
 
-Messages keep their recorded CDR bytes, so header stamps are the original ones. They are paced by their log time
-(the time they were recorded) divided by the rate, and the log time is what the player publishes on /clock, so
-nodes with ``use_sim_time`` see the recorded time line.
+Messages keep their recorded CDR bytes, so header stamps are the original ones. They are paced by their log
+time (the time they were recorded) divided by the rate, and the log time is what the player publishes on
+/clock, so nodes with ``use_sim_time`` see the recorded time line.
 """
 
 from __future__ import annotations

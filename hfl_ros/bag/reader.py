@@ -1,4 +1,4 @@
-"""Open any rosbag2 bag (directory with sqlite3 or MCAP storage, bare .mcap or .db3 file) and stream raw messages.
+"""Open a rosbag2 bag (a directory with sqlite3 or MCAP storage, a bare .mcap or .db3 file), stream messages.
 
 Errors from rosbags become one-line :class:`BagError`s. A bag that rosbags cannot open because a file is
 truncated (or whose recorder died before writing metadata.yaml) is read up to the damage with
@@ -59,21 +59,25 @@ class BagReader:
         self._salvaged_topics: dict[str, TopicInfo] | None = None
         self._last_salvagers: list[McapSalvager | SqliteSalvager] = []
 
-    # -- opening -------------------------------------------------------------------------------------------------
+    # -- opening ---------------------------------------------------------------------------------------------
     def open(self) -> BagReader:
-        from rosbags.rosbag2 import Reader
-
         try:
-            reader = Reader(self.path)
-            reader.open()
+            self._reader = _open_rosbags(self.path)
+            return self
         except Exception as exc:  # rosbags raises ReaderError, FileNotFoundError, apsw and yaml errors
-            files = self._storage_files()
-            if not files:
-                raise BagError(f"cannot open bag {self.path}: {_one_line(exc)}") from None
-            self.damage = _one_line(exc)
-            self._salvage_files = files
-        else:
-            self._reader = reader
+            failure = exc
+        files = self._storage_files()
+        if not files:
+            raise BagError(f"cannot open bag {self.path}: {_one_line(failure)}") from None
+        if self.path.is_dir() and len(files) == 1:
+            # A directory whose metadata.yaml is missing or stale, but whose one storage file is intact.
+            try:
+                self._reader = _open_rosbags(files[0])
+                return self
+            except Exception:
+                pass
+        self.damage = _one_line(failure)
+        self._salvage_files = files
         return self
 
     def close(self) -> None:
@@ -106,7 +110,7 @@ class BagReader:
     def is_damaged(self) -> bool:
         return self.damage is not None
 
-    # -- topics --------------------------------------------------------------------------------------------------
+    # -- topics ----------------------------------------------------------------------------------------------
     @property
     def topics(self) -> dict[str, TopicInfo]:
         """Topics by name. For a damaged bag the counts are those of the readable messages."""
@@ -129,7 +133,7 @@ class BagReader:
             self._salvaged_topics = {n: TopicInfo(n, t, c) for n, (t, c) in sorted(counts.items())}
         return self._salvaged_topics
 
-    # -- messages ------------------------------------------------------------------------------------------------
+    # -- messages --------------------------------------------------------------------------------------------
     def messages(self, topics: Collection[str] | None = None) -> Iterator[RawMessage]:
         """Messages of ``topics`` (all when None) in log-time order (file order for a damaged bag).
 
@@ -152,8 +156,9 @@ class BagReader:
         for channel, log_time, data in self._salvage_iter(topics):
             yield RawMessage(channel.topic, channel.msgtype, log_time, data)
         if self.damage:
-            # The salvage scan reached the end of the data, but rosbags refused the file (no index / metadata).
-            raise CorruptBagError(f"bag {self.path} is damaged ({self.damage}); all readable messages were read")
+            # The scan reached the end of the data, but rosbags refused the file (no index or metadata).
+            raise CorruptBagError(f"bag {self.path} is damaged ({self.damage}); "
+                                  "every readable message was read")
 
     def _salvage_iter(self, topics: Collection[str] | None) -> Iterator[tuple[SalvagedChannel, int, bytes]]:
         wanted = set(topics) if topics is not None else None
@@ -164,6 +169,14 @@ class BagReader:
             for channel, log_time, data in salvager.messages():
                 if wanted is None or channel.topic in wanted:
                     yield channel, log_time, data
+
+
+def _open_rosbags(path: Path) -> Any:
+    from rosbags.rosbag2 import Reader
+
+    reader = Reader(path)
+    reader.open()
+    return reader
 
 
 def _first_type(connections: Collection[Any]) -> str:

@@ -1,9 +1,9 @@
-"""The dataset export: one JSON record per synced frame (labels.jsonl) and the same data as arrays (labels.npz).
+"""The dataset export: a JSON record per synced frame (labels.jsonl) and the same data as arrays (labels.npz).
 
 The schema is documented in docs/labels_schema.md; :data:`SCHEMA_VERSION` changes whenever it does.
-Positions are metres in the camera optical frame of the image (x right, y down, z forward); 2D points are pixels
-of the input image; quaternions are (x, y, z, w). JSON has no NaN, so non-finite numbers are written as null and
-read back as NaN in the arrays.
+Positions are metres in the camera optical frame of the image (x right, y down, z forward); 2D points are
+pixels of the input image; quaternions are (x, y, z, w). JSON has no NaN, so non-finite numbers are written as
+null and read back as NaN in the arrays.
 """
 
 from __future__ import annotations
@@ -76,10 +76,10 @@ def pair_record(result: HandObjectResult) -> dict[str, Any]:
     return record
 
 
-def frame_record(index: int, stamp_ns: int, frame_id: str, *, status: str = FRAME_OK, error: str | None = None,
-                 num_hands: int = 0, num_objects: int = 0,
+def frame_record(index: int, stamp_ns: int, frame_id: str, *, status: str = FRAME_OK,
+                 error: str | None = None, num_hands: int = 0, num_objects: int = 0,
                  results: Sequence[HandObjectResult] = ()) -> dict[str, Any]:
-    """One synced frame: ``status`` is "ok" or the reason it could not be estimated (then ``pairs`` is empty)."""
+    """One synced frame: ``status`` is "ok" or why it could not be estimated (then ``pairs`` is empty)."""
     return {
         "frame": int(index),
         "stamp_ns": int(stamp_ns),
@@ -116,7 +116,7 @@ def read_jsonl(path: Path) -> tuple[list[dict[str, Any]], int]:
     return records, bad
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # Arrays
 
 _NAN = float("nan")
@@ -133,7 +133,7 @@ def _float(value: Any) -> float:
 
 
 def records_to_arrays(records: Iterable[dict[str, Any]]) -> dict[str, np.ndarray]:
-    """Frame rows (``frame_*``) and pair rows (``pair_frame`` = row index into the frame arrays), sorted by stamp."""
+    """Frame rows (``frame_*``, sorted by stamp) and pair rows (``pair_frame`` = row in the frame arrays)."""
     frames = sorted(records, key=lambda r: int(r["stamp_ns"]))
     out: dict[str, list] = {name: [] for name in _ARRAY_SHAPES}
     for row, frame in enumerate(frames):

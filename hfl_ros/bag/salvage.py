@@ -2,8 +2,8 @@
 
 A recorder that is killed leaves an MCAP file without its summary and footer, and a truncated SQLite file
 announces more pages than it has; rosbags refuses to open either. These readers walk the records in file order
-instead (which is the recording order), yield every complete message, and raise :class:`CorruptBagError` naming
-the damage when they reach it.
+instead (which is the recording order), yield every complete message, and raise :class:`CorruptBagError`
+naming the damage when they reach it.
 """
 
 from __future__ import annotations
@@ -29,14 +29,14 @@ class SalvagedChannel:
     msgdef: str
 
 
-class _Truncated(Exception):
+class _TruncatedError(Exception):
     pass
 
 
 def _read_exact(bio: io.BufferedIOBase | io.BytesIO, size: int) -> bytes:
     data = bio.read(size)
     if len(data) != size:
-        raise _Truncated(f"expected {size} bytes, got {len(data)}")
+        raise _TruncatedError(f"a record needs {size} bytes, {len(data)} are left")
     return data
 
 
@@ -58,7 +58,7 @@ def _decompress(data: bytes, compression: str, size: int) -> bytes:
         import lz4.frame
 
         return lz4.frame.decompress(data)
-    raise _Truncated(f"unsupported chunk compression {compression!r}")
+    raise _TruncatedError(f"unsupported chunk compression {compression!r}")
 
 
 class McapSalvager:
@@ -71,6 +71,7 @@ class McapSalvager:
 
     def messages(self) -> Iterator[tuple[SalvagedChannel, int, bytes]]:
         """Yield ``(channel, log_time_ns, cdr_bytes)`` in file order; CorruptBagError at the damage."""
+        file_size = self.path.stat().st_size
         with self.path.open("rb") as bio:
             if bio.read(8) != MCAP_MAGIC:
                 raise CorruptBagError(f"{self.path} is not an MCAP file (bad magic)")
@@ -81,19 +82,22 @@ class McapSalvager:
                     if not head:
                         break  # clean end of data without a footer
                     if len(head) != 9:
-                        raise _Truncated("record header cut")
+                        raise _TruncatedError("record header cut")
                     op, size = head[0], struct.unpack("<Q", head[1:])[0]
                     if op == _OP_FOOTER:
                         break
+                    left = file_size - bio.tell()
+                    if size > left:
+                        raise _TruncatedError(f"a record needs {size} bytes, {left} are left")
                     body = _read_exact(bio, size)
                     if op == _OP_CHUNK:
                         yield from self._chunk(body)
                     else:
                         yield from self._record(op, body)
                     offset = bio.tell()
-            except (_Truncated, struct.error, ValueError, OSError) as exc:
+            except Exception as exc:  # cut records, bad lengths, undecompressable chunks: all damage
                 raise CorruptBagError(
-                    f"{self.path} is truncated or corrupted after byte {offset} ({exc}); "
+                    f"{self.path} is truncated or corrupted at byte {offset} ({exc}); "
                     "the messages before it were read") from None
 
     def _chunk(self, body: bytes) -> Iterator[tuple[SalvagedChannel, int, bytes]]:
@@ -107,7 +111,7 @@ class McapSalvager:
             if not head:
                 return
             if len(head) != 9:
-                raise _Truncated("chunk record header cut")
+                raise _TruncatedError("chunk record header cut")
             op, rsize = head[0], struct.unpack("<Q", head[1:])[0]
             yield from self._record(op, _read_exact(records, rsize))
 
@@ -131,7 +135,7 @@ class McapSalvager:
 
 
 class SqliteSalvager:
-    """Rows of a rosbag2 SQLite file in insertion order, read through a VFS that reports the real page count."""
+    """Rows of a rosbag2 SQLite file in insertion order, read through a VFS reporting the real page count."""
 
     _VFS_NAME = "hfl_ros_salvage"
 

@@ -1,10 +1,10 @@
 """A rosbags typestore that knows hfl_ros and vision_msgs, so bags read and write them without a ROS runtime.
 
-The standard types (sensor_msgs, geometry_msgs, tf2_msgs, visualization_msgs, rosgraph_msgs, ...) come from the
-rosbags Kilted store. ``hfl_ros/msg/*`` and ``vision_msgs/msg/*`` are registered from their ``.msg`` text, found
-first on ``AMENT_PREFIX_PATH`` (``share/<pkg>/msg``, what the running ROS graph uses) and else in the source tree
-(``msg/`` and ``interfaces/vision_msgs/msg/``). rosbags computes RIHS01 type hashes from the same definitions as
-rosidl, so a bag written with this store carries the hashes that live ROS 2 peers advertise.
+The standard types (sensor_msgs, geometry_msgs, tf2_msgs, visualization_msgs, rosgraph_msgs, ...) come from
+the rosbags Kilted store. ``hfl_ros/msg/*`` and ``vision_msgs/msg/*`` are registered from their ``.msg`` text,
+found first on ``AMENT_PREFIX_PATH`` (``share/<pkg>/msg``, what the running ROS graph uses) and else in the
+source tree (``msg/`` and ``interfaces/vision_msgs/msg/``). rosbags computes RIHS01 type hashes from the same
+definitions as rosidl, so a bag written with this store carries the hashes that live ROS 2 peers advertise.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ def normalize_type_name(name: str) -> str:
 
 
 def message_types(store: Typestore | None = None) -> TypestoreMessageTypes:
-    """MessageTypes adapter for :mod:`hfl_ros.ros.builders`: full type name -> the typestore's message class."""
+    """The :mod:`hfl_ros.ros.builders` MessageTypes adapter: type name -> the typestore's message class."""
     return TypestoreMessageTypes(store or typestore())
 
 

@@ -1,4 +1,5 @@
-"""Write a rosbag2 directory (MCAP storage + metadata.yaml) that ``ros2 bag``, RViz replay and rosbags all read.
+"""Write a rosbag2 directory (MCAP storage + metadata.yaml) that ``ros2 bag``, RViz replay and rosbags all
+read.
 
 Topics are added on first use; each MCAP schema carries the full message definition from the typestore (our
 hfl_ros types included) and the connection its RIHS01 hash. :meth:`BagWriter.close` always finalises the file

@@ -46,6 +46,7 @@ class MeshInput:
     texture: np.ndarray | None = None  # (H, W, 3) uint8
     colours: np.ndarray | None = None  # (V, 4) float in [0, 1]
     roughness: float = 0.7
+    double_sided: bool = False  # draw back faces too (open meshes such as the hand at the wrist)
 
 
 @dataclass
@@ -99,12 +100,12 @@ class SceneRenderer:
         kwargs = {}
         if item.texture is not None:
             texture = pr.Texture(source=np.ascontiguousarray(item.texture), source_channels="RGB")
-            material = pr.MetallicRoughnessMaterial(
-                baseColorTexture=texture, metallicFactor=0.0, roughnessFactor=item.roughness)
+            material = pr.MetallicRoughnessMaterial(baseColorTexture=texture, metallicFactor=0.0,
+                                                    roughnessFactor=item.roughness, doubleSided=item.double_sided)
             kwargs["texcoord_0"] = np.asarray(item.uv, np.float32)
         else:
-            material = pr.MetallicRoughnessMaterial(
-                baseColorFactor=[1.0, 1.0, 1.0, 1.0], metallicFactor=0.0, roughnessFactor=item.roughness)
+            material = pr.MetallicRoughnessMaterial(baseColorFactor=[1.0, 1.0, 1.0, 1.0], metallicFactor=0.0,
+                                                    roughnessFactor=item.roughness, doubleSided=item.double_sided)
             kwargs["color_0"] = np.asarray(item.colours, np.float32)
         primitive = pr.Primitive(positions=positions, normals=normals, indices=np.asarray(item.faces, np.uint32),
                                  material=material, **kwargs)

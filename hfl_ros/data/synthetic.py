@@ -157,14 +157,15 @@ class SyntheticScenes:
             [0.0, 0.0, 1.0],
         ])
 
-    def _object_pose(self, rng: np.random.Generator, K: np.ndarray, grasp: Grasp) -> tuple[np.ndarray, np.ndarray]:
+    def _object_pose(self, rng: np.random.Generator, K: np.ndarray, grasp: Grasp, distance_range,
+                     centre_range) -> tuple[np.ndarray, np.ndarray]:
         width, height = self.config.image_size
         while True:  # keep the palm side of the object towards the camera more often than not
             R = _random_rotation(rng)
             if (R @ grasp.approach)[2] < 0.45:
                 break
-        depth = rng.uniform(*self.config.distance_range)
-        pixel = np.array([rng.uniform(0.3, 0.7) * width, rng.uniform(0.3, 0.7) * height, 1.0])
+        depth = rng.uniform(*distance_range)
+        pixel = np.array([rng.uniform(*centre_range) * width, rng.uniform(*centre_range) * height, 1.0])
         return R, depth * np.linalg.solve(K, pixel)
 
     def _appearance(self, rng: np.random.Generator, shape: ObjectShape, n_verts: int, rest_verts) -> dict:
@@ -186,8 +187,13 @@ class SyntheticScenes:
             "noise_seed": int(rng.integers(2**31)),
         }
 
-    def random_spec(self, rng: np.random.Generator) -> SceneSpec:
-        """A random scene whose hand and object project inside the image (not yet checked for occlusion)."""
+    def random_spec(self, rng: np.random.Generator, *, distance_range=None, centre_range=(0.3, 0.7)) -> SceneSpec:
+        """A random scene whose hand and object project inside the image (not yet checked for occlusion).
+
+        ``distance_range`` (default: the config's) bounds the object's depth, ``centre_range`` where its centre
+        projects, as fractions of the image size.
+        """
+        distance_range = distance_range or self.config.distance_range
         class_id = str(rng.choice(list(self.config.class_ids)))
         shape = self.shapes[class_id]
         side = Side.LEFT if rng.random() < self.config.left_hand_fraction else Side.RIGHT
@@ -197,7 +203,7 @@ class SyntheticScenes:
         K = self._camera(rng)
         for _ in range(self.config.max_attempts):
             grasp = sample_grasp(rng, anatomy, shape)
-            object_R, object_t = self._object_pose(rng, K, grasp)
+            object_R, object_t = self._object_pose(rng, K, grasp, distance_range, centre_range)
             spec = SceneSpec(class_id, side, betas, grasp, object_R, object_t, K, self.config.image_size,
                              **self._appearance(rng, shape, len(rest_verts), rest_verts))
             if self._inside_image(spec):
@@ -235,7 +241,7 @@ class SyntheticScenes:
         obj_verts = shape.mesh.vertices @ spec.object_R.T + spec.object_t
         out = self._renderer.render(
             spec.K, spec.image_size,
-            [MeshInput(verts, faces, colours=spec.skin, roughness=0.75),
+            [MeshInput(verts, faces, colours=spec.skin, roughness=0.75, double_sided=True),
              MeshInput(obj_verts, shape.mesh.faces, uv=shape.mesh.uv, texture=spec.texture,
                        roughness=spec.object_roughness)],
             spec.lights, spec.ambient)
@@ -320,7 +326,7 @@ class SyntheticScenes:
         rng = np.random.default_rng([self.seed, int(index), 7])
         base = None
         for _ in range(self.config.max_attempts):
-            base = self.random_spec(rng)
+            base = self.random_spec(rng, distance_range=(0.38, 0.48), centre_range=(0.42, 0.58))
             test = self.render(base)
             if min(test.meta["hand_visible_fraction"], test.meta["object_visible_fraction"]) >= 0.5:
                 break

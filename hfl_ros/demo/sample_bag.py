@@ -3,8 +3,9 @@
 Topics (stamps start at :data:`START_TIME_NS` and advance by 1/fps; every message of a frame has its stamp):
 
 - ``/camera/color/image_raw`` (sensor_msgs/Image, rgb8) and ``/camera/color/camera_info`` (sensor_msgs/CameraInfo);
-- ``/detections`` (vision_msgs/Detection2DArray): hand ("right_hand") and object (class id) boxes made from the
-  ground truth with detector-like noise (centre jitter, scale noise, score noise, occasional misses);
+- ``/detections`` (vision_msgs/Detection2DArray): hand ("right_hand") and object (class id) boxes as HFL-Net is
+  trained with them (the 2D joints' box grown by 1.1, which is about the hand's outline; the box of the projected
+  3D object bounds), with detector-like noise (centre jitter, scale noise, score noise, occasional misses);
 - ``/ground_truth/hand_object_poses`` (hfl_ros/HandObjectPoseArray, with mesh vertices), built with the same
   message builders as the labeler's output, so estimates and ground truth compare field by field.
 
@@ -22,6 +23,7 @@ import numpy as np
 
 from ..data.sample import HandObjectSample
 from ..errors import InputError
+from ..geometry.boxes import box_from_points
 from ..geometry.rotations import axis_angle_to_matrix
 from ..results import Detection, HandEstimate, HandObjectResult, ObjectEstimate, Side, Status
 
@@ -34,6 +36,8 @@ START_TIME_NS = 1_700_000_000_000_000_000
 #: Detections are logged this long after their image, as a detector's output would be.
 DETECTION_LATENCY_NS = 30_000_000
 HAND_LABELS = {Side.RIGHT: "right_hand", Side.LEFT: "left_hand"}
+#: Growth of the 2D joints' box that gives the hand box (HFL-Net's hand box, spec §1).
+HAND_BOX_FACTOR = 1.1
 
 
 def default_assets_dir() -> Path:
@@ -61,20 +65,15 @@ def _noisy_box(rng: np.random.Generator, box: np.ndarray, noise: DetectionNoise,
     return np.clip(out, 0.0, np.array([*image_wh, *image_wh], np.float64))
 
 
-def ground_truth_boxes(sample: HandObjectSample, object_points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Tight boxes of the projected hand mesh and of the projected object model points (what a detector sees)."""
-    from ..geometry.camera import project
-
-    hand_uv = project(sample.verts3d, sample.K)
-    obj_uv = project(object_points @ sample.object_R.T + sample.object_t, sample.K)
-    return (np.concatenate([hand_uv.min(0), hand_uv.max(0)]), np.concatenate([obj_uv.min(0), obj_uv.max(0)]))
+def ground_truth_boxes(sample: HandObjectSample) -> tuple[np.ndarray, np.ndarray]:
+    """The boxes HFL-Net is trained with: the 2D joints' box grown by 1.1, the projected 3D object bounds' box."""
+    return box_from_points(sample.joints2d, HAND_BOX_FACTOR), box_from_points(sample.control_points2d, 1.0)
 
 
-def noisy_detections(rng: np.random.Generator, sample: HandObjectSample, object_points: np.ndarray,
-                     noise: DetectionNoise) -> list[Detection]:
+def noisy_detections(rng: np.random.Generator, sample: HandObjectSample, noise: DetectionNoise) -> list[Detection]:
     """The simulated detector's output for one frame (hand first, then the object; either may be missed)."""
     height, width = sample.image.shape[:2]
-    hand_box, obj_box = ground_truth_boxes(sample, object_points)
+    hand_box, obj_box = ground_truth_boxes(sample)
     out = []
     for box, make in ((hand_box, lambda b, s: Detection.hand(b, sample.side, s)),
                       (obj_box, lambda b, s: Detection.object(b, sample.class_id, s))):
@@ -181,20 +180,18 @@ def write_sample_bag(out, *, frames: int = 45, fps: float = 15.0, image_size: tu
     noise = noise or DetectionNoise()
     assets = Path(assets_dir) if assets_dir is not None else default_assets_dir()
     messages = _Messages()
-    period_ns = int(round(1e9 / fps))
     count = missed = 0
     with SyntheticScenes(assets, SceneConfig(image_size=image_size), seed=seed) as scenes, \
             BagWriter(Path(out)) as bag:
         for frame, sample in enumerate(scenes.sequence(frames, fps=fps)):
-            stamp = START_TIME_NS + frame * period_ns
+            stamp = START_TIME_NS + round(frame * 1e9 / fps)
             header = messages.header(stamp)
             width, height = image_size
             rng = np.random.default_rng([seed, frame, 11])
-            points = scenes.shapes[sample.class_id].points
-            detections = noisy_detections(rng, sample, points, noise)
+            detections = noisy_detections(rng, sample, noise)
             count += len(detections)
             missed += 2 - len(detections)
-            hand_box, obj_box = ground_truth_boxes(sample, points)
+            hand_box, obj_box = ground_truth_boxes(sample)
             bag.write(CAMERA_INFO_TOPIC, messages.camera_info(header, sample.K, width, height), stamp)
             bag.write(IMAGE_TOPIC, messages.image(header, sample.image), stamp)
             bag.write(GROUND_TRUTH_TOPIC, messages.ground_truth(header, ground_truth_result(sample, hand_box,

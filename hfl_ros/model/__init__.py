@@ -1,4 +1,4 @@
-"""The HFL-Net network (torch): backbone, interaction blocks, hand and object heads, MANO layer, checkpoints."""
+"""The HFL-Net network (torch): backbone, interaction blocks, hand/object heads, MANO layer, checkpoints."""
 
 from hfl_ros.model.checkpoint import load_network, load_official_checkpoint, save_checkpoint
 from hfl_ros.model.hflnet import HFLNet

@@ -2,9 +2,9 @@
 
 One block, for a query map Q and a key map K of C channels and N = H·W tokens:
 
-    q, k, v = conv_q(Q), conv_k(K), conv_v(K)            # 1×1 convs with bias; V comes from the key map
-    t = tokens(Q) + MultiHeadAttention(q, k, v)           # no out-projection, no pre-norm, residual on Q itself
-    out = t + MLP(LayerNorm(t))                           # Linear(C, 4C) -> GELU (erf) -> Linear(4C, C)
+    q, k, v = conv_q(Q), conv_k(K), conv_v(K)     # 1×1 convs with bias; V comes from the key map
+    t = tokens(Q) + MultiHeadAttention(q, k, v)    # no out-projection, no pre-norm, residual on Q itself
+    out = t + MLP(LayerNorm(t))                    # Linear(C, 4C) -> GELU (erf) -> Linear(4C, C)
 
 The 1×1 convs are applied as one matrix product on the token matrix; for self-attention (Q is K) the three
 projections share one product.
@@ -13,8 +13,8 @@ projections share one product.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+from torch.nn import functional as nnf
 
 
 class Mlp(nn.Module):
@@ -30,7 +30,7 @@ class Mlp(nn.Module):
         hidden = self.act(self.fc1(x))
         if out_channels is None:
             return self.fc2(hidden)
-        return F.linear(hidden, self.fc2.weight[:out_channels], self.fc2.bias[:out_channels])
+        return nnf.linear(hidden, self.fc2.weight[:out_channels], self.fc2.bias[:out_channels])
 
 
 def _conv1x1_weight(conv: nn.Conv2d) -> torch.Tensor:
@@ -58,11 +58,11 @@ class InteractionBlock(nn.Module):
         if key is None:
             weight = torch.cat([_conv1x1_weight(c) for c in convs])
             bias = torch.cat([c.bias for c in convs])
-            return F.linear(query, weight, bias).chunk(3, dim=-1)
-        q = F.linear(query, _conv1x1_weight(self.encode_query), self.encode_query.bias)
+            return nnf.linear(query, weight, bias).chunk(3, dim=-1)
+        q = nnf.linear(query, _conv1x1_weight(self.encode_query), self.encode_query.bias)
         weight = torch.cat([_conv1x1_weight(c) for c in convs[1:]])
         bias = torch.cat([c.bias for c in convs[1:]])
-        k, v = F.linear(key, weight, bias).chunk(2, dim=-1)
+        k, v = nnf.linear(key, weight, bias).chunk(2, dim=-1)
         return q, k, v
 
     def forward(
@@ -70,8 +70,8 @@ class InteractionBlock(nn.Module):
     ) -> torch.Tensor:
         """query, key: (B, C, H, W) maps; ``key=None`` attends the query map to itself.
 
-        ``out_channels`` returns only the first channels of the output (the MLP's last layer is then evaluated for
-        those channels only); the result equals the corresponding slice of the full output.
+        ``out_channels`` returns only the first channels of the output (the MLP's last layer is then
+        evaluated for those channels only); the result equals that slice of the full output.
         """
         b, c, h, w = query.shape
         q_tokens = query.flatten(2).transpose(1, 2)
@@ -79,7 +79,7 @@ class InteractionBlock(nn.Module):
         q, k, v = self._project(q_tokens, k_tokens)
         split = (b, h * w, self.heads, c // self.heads)
         q, k, v = (x.reshape(split).transpose(1, 2) for x in (q, k, v))
-        attn = F.scaled_dot_product_attention(q, k, v, scale=(c / self.heads) ** -0.5)
+        attn = nnf.scaled_dot_product_attention(q, k, v, scale=(c / self.heads) ** -0.5)
         t = attn.transpose(1, 2).reshape(b, h * w, c) + q_tokens
         keep = c if out_channels is None else out_channels
         out = t[..., :keep] + self.mlp(self.norm2(t), out_channels)
@@ -99,7 +99,7 @@ class InteractionTransformer(nn.Module):
         out = query
         last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
-            # Like the official code, every layer attends over the original key map (the input for self-attention).
+            # As in the official code, each layer attends over the original key map (the input, if self).
             layer_key = key if key is not None or i == 0 else query
             out = layer(out, layer_key, out_channels if i == last else None)
         return out

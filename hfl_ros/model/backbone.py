@@ -1,11 +1,11 @@
 """ResNet trunk stages and the two-stream FPN of HFL-Net (spec §2).
 
-The official network ("harmonious") shares the stem, stage 1 and stage 4 between the hand and the object stream and
-duplicates stages 2 and 3. Two ablation layouts use the same code: "single" (one stream for both) and "double" (two
-complete trunks). Every activation of the trunk is a LeakyReLU(0.01).
+The official network ("harmonious") shares the stem, stage 1 and stage 4 between the hand and the object
+stream and duplicates stages 2 and 3. Two ablation layouts use the same code: "single" (one stream for both)
+and "double" (two complete trunks). Every activation of the trunk is a LeakyReLU(0.01).
 
-Module names follow the official checkpoint: ``layer0_h`` (stem), ``layer{1..4}_{h,o}`` (each stage wrapped in one
-extra Sequential, so torchvision's ``layer2.3.conv1`` becomes ``layer2_h.0.3.conv1``), ``toplayer_s``,
+Module names follow the official checkpoint: ``layer0_h`` (stem), ``layer{1..4}_{h,o}`` (each stage wrapped in
+one extra Sequential, so torchvision's ``layer2.3.conv1`` becomes ``layer2_h.0.3.conv1``), ``toplayer_s``,
 ``latlayer{1,2,3}_s`` and ``smooth3_s``.
 """
 
@@ -15,8 +15,8 @@ import copy
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+from torch.nn import functional as nnf
 
 from hfl_ros.errors import AssetError
 
@@ -137,7 +137,7 @@ def _init_trunk(module: nn.Module) -> None:
 
 def upsample_add(top: torch.Tensor, lateral: torch.Tensor) -> torch.Tensor:
     """Bilinear resize (align_corners=False) of ``top`` to the lateral's size, plus the lateral."""
-    return F.interpolate(top, size=lateral.shape[-2:], mode="bilinear", align_corners=False).add_(lateral)
+    return nnf.interpolate(top, size=lateral.shape[-2:], mode="bilinear", align_corners=False).add_(lateral)
 
 
 class StreamBackbone(nn.Module):
@@ -199,7 +199,9 @@ class StreamBackbone(nn.Module):
             raise AssetError(f"ImageNet weights do not fit the {self.trunk} trunk: missing {missing[:5]}")
         self.load_state_dict(renamed, strict=False)
         for i in _OBJECT_STAGES[self.variant]:
-            getattr(self, f"layer{i}_o").load_state_dict(copy.deepcopy(getattr(self, f"layer{i}_h").state_dict()))
+            getattr(self, f"layer{i}_o").load_state_dict(
+                copy.deepcopy(getattr(self, f"layer{i}_h").state_dict())
+            )
 
     def _top_down(self, stream: str, c2: torch.Tensor, c3: torch.Tensor, c4: torch.Tensor, c5: torch.Tensor):
         p = getattr(self, f"toplayer_{stream}")(c5)
@@ -212,7 +214,7 @@ class StreamBackbone(nn.Module):
         return getattr(self, f"smooth3_{stream}")
 
     def unsmoothed(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The top-down maps p2_h, p2_o before the 3×3 smoothing (P2 = smooth(p2)); identical for "single"."""
+        """The top-down maps p2_h, p2_o before the 3×3 smoothing (P2 = smooth(p2)); the same for "single"."""
         c2_h = self.layer1_h(self.layer0_h(images))
         c3_h = self.layer2_h(c2_h)
         c4_h = self.layer3_h(c3_h)

@@ -1,11 +1,11 @@
 """Checkpoint I/O: the official HFL-Net checkpoint and our own format, both loaded strictly.
 
-- Official: ``{"epoch", "network": "honet_transformer", "state_dict"}`` with keys prefixed ``honet.module.``, or a
-  bare state_dict. It always describes the harmonious ResNet-50 network.
-- Ours: ``{"format": "hfl_ros", "format_version", "model": net.config, "config": {...}, "state_dict", **extra}``.
+- Official: ``{"epoch", "network": "honet_transformer", "state_dict"}`` with keys prefixed ``honet.module.``,
+  or a bare state_dict. It always describes the harmonious ResNet-50 network.
+- Ours: ``{"format": "hfl_ros", "format_version", "model": net.config, "config", "state_dict", **extra}``.
 
-Every load is strict: a missing, unexpected or misshapen key raises CheckpointError naming it. Files are read with
-``torch.load(weights_only=True)``.
+Every load is strict: a missing, unexpected or misshapen key raises CheckpointError naming it. Files are read
+with ``torch.load(weights_only=True)``.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def is_our_format(obj: Any) -> bool:
 
 
 def official_state_dict(obj: Any, source: str = "checkpoint") -> dict[str, torch.Tensor]:
-    """The state_dict of an official checkpoint (dict with "state_dict", or bare), ``honet.module.`` stripped."""
+    """The state_dict of an official checkpoint (dict with "state_dict", or bare), prefix stripped."""
     state = obj.get("state_dict") if isinstance(obj, dict) and "state_dict" in obj else obj
     if not isinstance(state, dict) or not state or not all(isinstance(k, str) for k in state):
         raise CheckpointError(f"{source} holds no state_dict (expected a dict of tensors)")
@@ -87,7 +87,7 @@ def _names(items: list[str]) -> str:
 
 
 def load_state_dict_strict(net: nn.Module, state: dict[str, Any], source: str = "checkpoint") -> None:
-    """Load ``state`` into ``net`` strictly; floating tensors are cast to the parameter dtype (e.g. fp16 -> fp32).
+    """Load ``state`` into ``net`` strictly; floating tensors are cast to the network's dtype (fp16 -> fp32).
 
     Raises CheckpointError listing missing, unexpected and wrongly shaped keys by name, and saying so when the
     checkpoint is for another architecture.
@@ -158,9 +158,9 @@ def save_checkpoint(
 ) -> Path:
     """Save ``net`` in our format with its architecture, ``config`` and ``extra`` (epoch, optimizer, ...).
 
-    ``weights_dtype`` (e.g. torch.float16) stores the floating weights in that dtype to halve the file; the MANO
-    buffers always stay float32. Values must be loadable with ``weights_only=True`` (tensors, containers of str,
-    numbers, bools and None). The file is written atomically.
+    ``weights_dtype`` (e.g. torch.float16) stores the floating weights in that dtype to halve the file; the
+    MANO buffers always stay float32. Values must be loadable with ``weights_only=True`` (tensors, containers
+    of str, numbers, bools and None). The file is written atomically.
     """
     clash = [k for k in extra if k in _RESERVED]
     if clash:
@@ -197,8 +197,8 @@ def load_network(
 ) -> tuple[HFLNet, dict[str, Any]]:
     """Build the network a checkpoint describes and load it strictly.
 
-    Official checkpoints give the harmonious ResNet-50 network; ours carry their architecture. ``mano_path`` only
-    seeds the MANO buffers before loading (checkpoints carry them). Returns (net in eval mode, metadata).
+    Official checkpoints give the harmonious ResNet-50 network; ours carry their architecture. ``mano_path``
+    only seeds the MANO buffers before loading (checkpoints carry them). Returns (net in eval mode, metadata).
     """
     obj = read_checkpoint_file(path)
     if is_our_format(obj):

@@ -5,9 +5,11 @@ Module and parameter names follow the official checkpoint (hand_regHead, hand_En
 
 from __future__ import annotations
 
+import itertools
+
 import torch
-import torch.nn.functional as F
 from torch import nn
+from torch.nn import functional as nnf
 
 from hfl_ros.hand_joints import NUM_JOINTS
 from hfl_ros.model.rotation_utils import rot6d_to_rotmat, rotmat_to_axis_angle
@@ -21,7 +23,7 @@ def _leaky() -> nn.LeakyReLU:
 
 
 class PreActBottleneck(nn.Module):
-    """BN -> LReLU -> 1×1 -> BN -> LReLU -> 3×3 -> BN -> LReLU -> 1×1, plus identity (all convs with bias)."""
+    """BN, LReLU, 1×1, BN, LReLU, 3×3, BN, LReLU, 1×1, plus identity (all convs with bias)."""
 
     def __init__(self, channels: int = 256):
         super().__init__()
@@ -42,7 +44,7 @@ class PreActBottleneck(nn.Module):
 
 
 class PreActResidual(nn.Module):
-    """The hand encoder's residual block: the bottleneck's computation under the names bn, conv1, bn1, conv2, ..."""
+    """The hand encoder's residual block: the bottleneck's computation under the names bn, conv1, bn1, ..."""
 
     def __init__(self, channels: int = 256):
         super().__init__()
@@ -76,9 +78,9 @@ class Hourglass(nn.Module):
     def _level(self, n: int, x: torch.Tensor) -> torch.Tensor:
         blocks = self.hg[n - 1]
         up1 = blocks[0](x)
-        low1 = blocks[1](F.max_pool2d(x, 2, stride=2))
+        low1 = blocks[1](nnf.max_pool2d(x, 2, stride=2))
         low2 = self._level(n - 1, low1) if n > 1 else self.hg[0][3](low1)
-        return F.interpolate(blocks[2](low2), scale_factor=2, mode="nearest").add_(up1)
+        return nnf.interpolate(blocks[2](low2), scale_factor=2, mode="nearest").add_(up1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._level(self.depth, x)
@@ -111,7 +113,7 @@ def soft_argmax(logits: torch.Tensor, betas: torch.Tensor, uu: torch.Tensor, vv:
 
 
 class HandHeatmapHead(nn.Module):
-    """``hand_regHead``: hourglass -> bottleneck -> 1×1 conv+BN+LReLU ("encoding") -> 21 logits -> soft-argmax."""
+    """``hand_regHead``: hourglass, bottleneck, 1×1 conv+BN+LReLU ("encoding"), 21 logits, soft-argmax."""
 
     def __init__(self, roi_res: int = 32, channels: int = 256, joints: int = NUM_JOINTS):
         super().__init__()
@@ -126,7 +128,7 @@ class HandHeatmapHead(nn.Module):
         self.score = nn.ModuleList([nn.Conv2d(channels, joints, 1)])
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """x (B, 256, R, R) -> heatmaps (B, 21, R, R), uv (B, 21, 2) in box fractions, encoding (B, 256, R, R)."""
+        """x (B,256,R,R) -> heatmaps (B,21,R,R), uv (B,21,2) in box fractions, encoding (B,256,R,R)."""
         encoding = self.fc[0](self.res[0](self.hg[0](x)))
         heatmaps, uv = soft_argmax(self.score[0](encoding), self.betas, self.uu, self.vv)
         return heatmaps, uv, encoding
@@ -135,7 +137,9 @@ class HandHeatmapHead(nn.Module):
 class HandEncoder(nn.Module):
     """``hand_Encoder``: heat-maps + encoding -> 4 × (2 residual blocks, max-pool 2) -> flat feature."""
 
-    def __init__(self, joints: int = NUM_JOINTS, channels: int = 256, stages: int = 4, blocks_per_stage: int = 2):
+    def __init__(
+        self, joints: int = NUM_JOINTS, channels: int = 256, stages: int = 4, blocks_per_stage: int = 2
+    ):
         super().__init__()
         self.stages = stages
         self.blocks_per_stage = blocks_per_stage
@@ -148,7 +152,7 @@ class HandEncoder(nn.Module):
         for stage in range(self.stages):
             for block in range(self.blocks_per_stage):
                 x = self.reg[stage * self.blocks_per_stage + block](x)
-            x = F.max_pool2d(x, 2, stride=2)
+            x = nnf.max_pool2d(x, 2, stride=2)
         return x.flatten(1)
 
 
@@ -158,12 +162,14 @@ class ManoRegressor(nn.Module):
     There is no camera, translation or scale output.
     """
 
-    def __init__(self, mano_layer: nn.Module, feature_size: int = 1024, neurons: tuple[int, ...] = (1024, 512)):
+    def __init__(
+        self, mano_layer: nn.Module, feature_size: int = 1024, neurons: tuple[int, ...] = (1024, 512)
+    ):
         super().__init__()
         self.register_buffer("coord_change_mat", torch.diag(torch.tensor([1.0, -1.0, -1.0])))
         sizes = (feature_size, *neurons)
         layers: list[nn.Module] = []
-        for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+        for n_in, n_out in itertools.pairwise(sizes):
             layers += [nn.Linear(n_in, n_out), _leaky()]
         self.mano_base_layer = nn.Sequential(*layers)
         self.pose_reg = nn.Linear(sizes[-1], NUM_MANO_JOINTS * 6)

@@ -40,7 +40,7 @@ def init_head_weights(module: nn.Module) -> None:
 
 
 def build_mano_layer(mano_path: str | Path | None) -> ManoLayer:
-    """The right-hand MANO layer with the official settings; ``None`` gives zero buffers (filled by a checkpoint).
+    """The right-hand MANO layer with the official settings; ``None`` gives zero buffers (for a checkpoint).
 
     ``mano_path`` may be the model file or a directory holding MANO_RIGHT.pkl (or the stand-in).
     """
@@ -68,10 +68,10 @@ class HFLNet(nn.Module):
     """HFL-Net: RGB crop + hand box + object box -> 2D/3D hand (MANO) and object control-point votes.
 
     Args:
-        mano_path: MANO_RIGHT.pkl (or stand-in) file or its directory; ``None`` leaves zero MANO buffers that a
-            checkpoint fills (official checkpoints embed them).
-        variant: "harmonious" (official: shared stem, stage 1 and stage 4), "single" (one stream, Semi-Hand-Object
-            contextual reasoning) or "double" (two full trunks).
+        mano_path: MANO_RIGHT.pkl (or stand-in) file or its directory; ``None`` leaves zero MANO buffers that
+            a checkpoint fills (official checkpoints embed them).
+        variant: "harmonious" (official: shared stem, stage 1 and stage 4), "single" (one stream,
+            Semi-Hand-Object contextual reasoning) or "double" (two full trunks).
         trunk: "resnet50" (official), "resnet34" or "resnet18".
         heads: attention heads of the interaction blocks (4 as trained).
         imagenet_weights: initialise the trunk from torchvision's IMAGENET1K_V1 weights (local cache only).
@@ -110,7 +110,13 @@ class HFLNet(nn.Module):
         self.transformer_obj = InteractionTransformer(FEATURE_CHANNELS, heads)
         if variant != "single":
             self.transformer_hand = InteractionTransformer(2 * FEATURE_CHANNELS, heads)
-        for head in (self.hand_head, self.hand_encoder, self.mano_branch, self.obj_head, self.transformer_obj):
+        for head in (
+            self.hand_head,
+            self.hand_encoder,
+            self.mano_branch,
+            self.obj_head,
+            self.transformer_obj,
+        ):
             init_head_weights(head)
         if variant != "single":
             init_head_weights(self.transformer_hand)
@@ -120,7 +126,12 @@ class HFLNet(nn.Module):
     @property
     def config(self) -> dict[str, Any]:
         """The constructor arguments that define the architecture (stored in our checkpoints)."""
-        return {"variant": self.variant, "trunk": self.trunk, "heads": self.heads, "input_size": self.input_size}
+        return {
+            "variant": self.variant,
+            "trunk": self.trunk,
+            "heads": self.heads,
+            "input_size": self.input_size,
+        }
 
     @classmethod
     def from_config(cls, config: dict[str, Any], mano_path: str | Path | None = None) -> HFLNet:
@@ -133,13 +144,17 @@ class HFLNet(nn.Module):
             input_size=int(config.get("input_size", 256)),
         )
 
-    def _check_inputs(self, images: torch.Tensor, hand_boxes: torch.Tensor, object_boxes: torch.Tensor) -> None:
+    def _check_inputs(
+        self, images: torch.Tensor, hand_boxes: torch.Tensor, object_boxes: torch.Tensor
+    ) -> None:
         s = self.input_size
         if images.dim() != 4 or images.shape[1] != 3 or tuple(images.shape[2:]) != (s, s):
             raise BadImageError(f"expected images of shape (B, 3, {s}, {s}), got {tuple(images.shape)}")
         for name, boxes in (("hand_boxes", hand_boxes), ("object_boxes", object_boxes)):
             if tuple(boxes.shape) != (images.shape[0], 4):
-                raise BadBoxError(f"expected {name} of shape ({images.shape[0]}, 4), got {tuple(boxes.shape)}")
+                raise BadBoxError(
+                    f"expected {name} of shape ({images.shape[0]}, 4), got {tuple(boxes.shape)}"
+                )
             if not torch.isfinite(boxes).all():
                 raise BadBoxError(f"{name} contains non-finite coordinates")
 
@@ -148,11 +163,11 @@ class HFLNet(nn.Module):
     ) -> dict[str, torch.Tensor]:
         """The RoIAligned P2 features of spec §3 from the unsmoothed top-down maps.
 
-        Returns x_hand (P2_h, hand box), x_obj (P2_o, hand box), y (P2_o, object box) and z (P2_h, hand∩object
-        box, zeroed where the boxes do not overlap). For "single" the one P2 serves all four.
+        Returns x_hand (P2_h, hand box), x_obj (P2_o, hand box), y (P2_o, object box) and z (P2_h,
+        hand∩object box, zeroed where the boxes do not overlap). For "single" the one P2 serves all four.
         """
         inter_boxes, overlap = box_intersection(hand_boxes, object_boxes)
-        # A disjoint pair's (inverted) intersection is sampled at the hand box instead: the result is zeroed anyway.
+        # A disjoint pair's (inverted) intersection is sampled at the hand box instead; it is zeroed anyway.
         inter_boxes = torch.where(overlap[:, None], inter_boxes, hand_boxes)
         windowed = self.windowed_smoothing and p2_h.device.type == "cpu"
         if self.variant == "single":
@@ -161,8 +176,12 @@ class HFLNet(nn.Module):
             )
             x_obj = x_hand
         else:
-            x_hand, z = smoothed_roi_features(p2_h, self.base_net.smooth("h"), [hand_boxes, inter_boxes], windowed)
-            x_obj, y = smoothed_roi_features(p2_o, self.base_net.smooth("o"), [hand_boxes, object_boxes], windowed)
+            x_hand, z = smoothed_roi_features(
+                p2_h, self.base_net.smooth("h"), [hand_boxes, inter_boxes], windowed
+            )
+            x_obj, y = smoothed_roi_features(
+                p2_o, self.base_net.smooth("o"), [hand_boxes, object_boxes], windowed
+            )
         z = z * overlap.to(z.dtype).view(-1, 1, 1, 1)
         return {"x_hand": x_hand, "x_obj": x_obj, "y": y, "z": z}
 
@@ -172,8 +191,10 @@ class HFLNet(nn.Module):
         if self.variant == "single":
             # Semi-Hand-Object contextual reasoning: object features attend over the hand∩object region.
             return x_hand, self.transformer_obj(y, z.detach())
-        # Object->hand: self-attention over hand ⊕ object-under-hand; the hand feature is the first 256 channels.
-        hand_feature = self.transformer_hand(torch.cat((x_hand, x_obj.detach()), dim=1), None, FEATURE_CHANNELS)
+        # Object->hand: self-attention over hand ⊕ object-under-hand; the hand feature = first 256 channels.
+        hand_feature = self.transformer_hand(
+            torch.cat((x_hand, x_obj.detach()), dim=1), None, FEATURE_CHANNELS
+        )
         # Hand->object: the object features query the hand features of the intersection (zeros if disjoint).
         object_feature = self.transformer_obj(y, z.detach())
         return hand_feature, object_feature
@@ -183,10 +204,10 @@ class HFLNet(nn.Module):
     ) -> dict[str, torch.Tensor]:
         """images (B, 3, S, S) RGB in [0, 1] (no mean/std); boxes (B, 4) [x1, y1, x2, y2] in crop px.
 
-        Returns joints2d (B,21,2 crop px), joints2d_box (B,21,2 box fractions), heatmaps (B,21,32,32), joints3d
-        (B,21,3 m, wrist-relative), verts3d (B,778,3 m), mano_pose (B,48 axis-angle), mano_shape (B,10),
-        mano_rotmat (B,16,3,3), mano_pose_6d (B,96), obj_vote (B,32,32,21,2 object-box fractions, [b,row,col,k])
-        and obj_conf (B,32,32,21).
+        Returns joints2d (B,21,2 crop px), joints2d_box (B,21,2 box fractions), heatmaps (B,21,32,32),
+        joints3d (B,21,3 m, wrist-relative), verts3d (B,778,3 m), mano_pose (B,48 axis-angle), mano_shape
+        (B,10), mano_rotmat (B,16,3,3), mano_pose_6d (B,96), obj_vote (B,32,32,21,2 object-box fractions,
+        [b,row,col,k]) and obj_conf (B,32,32,21).
         """
         self._check_inputs(images, hand_boxes, object_boxes)
         hand_boxes = hand_boxes.to(device=images.device, dtype=torch.float32)

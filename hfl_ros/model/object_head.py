@@ -1,4 +1,4 @@
-"""Object decoder (spec §6): the regression head and the vote layer (official obj_regHead and Pose2DLayer)."""
+"""Object decoder (spec §6): regression head and vote layer (official obj_regHead and Pose2DLayer)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ VOTE_SCALE = 10.0  # the raw offsets are predicted in units of 1/10 of the box
 
 
 class ObjectRegressionHead(nn.Module):
-    """``obj_regHead``: 3 × [1×1 256→128, BN, LReLU(0.1); 3×3 128→256, BN, LReLU(0.1)], then 1×1 256→63."""
+    """``obj_regHead``: 3 × [1×1 256→128, BN, LReLU(0.1); 3×3 128→256, BN, LReLU(0.1)], 1×1 256→63."""
 
     def __init__(self, channels: int = 256, inter_channels: int = 128, points: int = NUM_CONTROL_POINTS):
         super().__init__()
@@ -31,10 +31,10 @@ class ObjectRegressionHead(nn.Module):
 
 
 def decode_votes(raw: torch.Tensor, points: int = NUM_CONTROL_POINTS) -> tuple[torch.Tensor, torch.Tensor]:
-    """Head output (B, 3·K, R, R) -> votes (B, R, R, K, 2) and confidences (B, R, R, K), layout [b, row, col, k].
+    """Head output (B, 3·K, R, R) -> votes (B, R, R, K, 2) and confidences (B, R, R, K), [b, row, col, k].
 
-    Channel k is the confidence logit of control point k; channels K+k and 2K+k are its x and y offsets. The vote of
-    cell (row r, column c) is offset/10 + cell centre, as a fraction of the object box.
+    Channel k is the confidence logit of control point k; channels K+k and 2K+k are its x and y offsets. The
+    vote of cell (row r, column c) is offset/10 + cell centre, as a fraction of the object box.
     """
     b, _, rows, cols = raw.shape
     raw = raw.float().permute(0, 2, 3, 1).reshape(b, rows, cols, 3, points)

@@ -38,7 +38,8 @@ def load_imagenet_state_dict(trunk: str) -> dict[str, torch.Tensor]:
     if found is None:
         weights = IMAGENET_WEIGHTS[trunk]
         raise CheckpointError(
-            f"ImageNet weights for {trunk} ({type(weights).__name__}.{weights.name}) are not available offline: "
+            f"ImageNet weights for {trunk} ({type(weights).__name__}.{weights.name}) are not available "
+            "offline (nothing is downloaded): "
             f"put {path.name} (from {weights.url}) at {path} (the directory follows $TORCH_HOME), "
             f"or build the network with imagenet_weights=False"
         )

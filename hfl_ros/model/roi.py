@@ -1,16 +1,16 @@
 """RoIAlign of the stride-4 maps (spec §3), with the last FPN conv evaluated only where the RoIs read.
 
-The official network smooths the whole 64×64 top-down map p2 with a 3×3 conv and then RoIAligns 32×32 features
-from a few boxes. ``smoothed_roi_features`` gives the same numbers while applying the conv only to a window that
-contains every sample point of the boxes (plus a margin, so RoIAlign's border handling is unchanged): the window's
-edges are either at least two cells away from every sample or on the map's own edge.
+The official network smooths the whole 64×64 top-down map p2 with a 3×3 conv and then RoIAligns 32×32
+features from a few boxes. ``smoothed_roi_features`` gives the same numbers while applying the conv only to a
+window that contains every sample point of the boxes (plus a margin, so RoIAlign's border handling is
+unchanged): the window's edges are either at least two cells away from every sample or on the map's own edge.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+from torch.nn import functional as nnf
 from torchvision.ops import roi_align
 
 ROI_RES = 32
@@ -19,19 +19,23 @@ _MARGIN = 2  # map cells kept between any sample point and an inner window edge
 
 
 def roi_features(feature_map: torch.Tensor, boxes: list[torch.Tensor]) -> list[torch.Tensor]:
-    """RoIAlign (32×32, stride 4, adaptive sampling, aligned=False) of several (B, 4) box lists in one call."""
+    """RoIAlign (32×32, stride 4, adaptive sampling, aligned=False) of several (B, 4) box lists at once."""
     batch = boxes[0].shape[0]
     index = torch.arange(batch, device=feature_map.device, dtype=feature_map.dtype).repeat(len(boxes))
     rois = torch.cat((index[:, None], torch.cat(boxes).to(feature_map.dtype)), dim=1)
-    out = roi_align(feature_map, rois, (ROI_RES, ROI_RES), spatial_scale=1.0 / FEATURE_STRIDE, sampling_ratio=-1)
+    out = roi_align(
+        feature_map, rois, (ROI_RES, ROI_RES), spatial_scale=1.0 / FEATURE_STRIDE, sampling_ratio=-1
+    )
     return list(out.split(batch))
 
 
-def feature_windows(boxes: list[torch.Tensor], height: int, width: int) -> tuple[list[int], list[int], int, int]:
+def feature_windows(
+    boxes: list[torch.Tensor], height: int, width: int
+) -> tuple[list[int], list[int], int, int]:
     """Per-sample window origins (ys, xs) and one common window size (h, w) covering every box of the sample.
 
-    A box reads the cells around [x1/4, max(x2/4, x1/4 + 1)] (aligned=False makes a RoI at least one cell wide);
-    the window adds the margin and is clipped to the map.
+    A box reads the cells around [x1/4, max(x2/4, x1/4 + 1)] (aligned=False makes a RoI at least one cell
+    wide); the window adds the margin and is clipped to the map.
     """
     b = torch.stack(boxes, dim=1).detach().to("cpu", torch.float64)  # (B, n_boxes, 4)
     size = torch.tensor([width, height], dtype=torch.float64)
@@ -47,14 +51,14 @@ def feature_windows(boxes: list[torch.Tensor], height: int, width: int) -> tuple
 
 
 def _crop_padded(p2: torch.Tensor, ys: list[int], xs: list[int], h: int, w: int) -> torch.Tensor:
-    """Rows ys-1 .. ys+h and columns xs-1 .. xs+w of ``p2`` per sample, zero outside the map (the conv's padding)."""
+    """Rows ys-1 .. ys+h, columns xs-1 .. xs+w of ``p2`` per sample; zero outside the map (conv padding)."""
     height, width = p2.shape[-2:]
     if len(set(ys)) == 1 and len(set(xs)) == 1:
         y0, x0 = ys[0], xs[0]
         window = p2[:, :, max(y0 - 1, 0) : y0 + h + 1, max(x0 - 1, 0) : x0 + w + 1]
         pad = (int(x0 == 0), int(x0 + w == width), int(y0 == 0), int(y0 + h == height))
-        return F.pad(window, pad) if any(pad) else window
-    padded = F.pad(p2, (1, 1, 1, 1))
+        return nnf.pad(window, pad) if any(pad) else window
+    padded = nnf.pad(p2, (1, 1, 1, 1))
     device = p2.device
     rows = torch.tensor(ys, device=device)[:, None] + torch.arange(h + 2, device=device)
     cols = torch.tensor(xs, device=device)[:, None] + torch.arange(w + 2, device=device)
@@ -74,6 +78,6 @@ def smoothed_roi_features(
         return roi_features(smooth(p2), boxes)
     height, width = p2.shape[-2:]
     ys, xs, h, w = feature_windows(boxes, height, width)
-    window = F.conv2d(_crop_padded(p2, ys, xs, h, w), smooth.weight, smooth.bias)
+    window = nnf.conv2d(_crop_padded(p2, ys, xs, h, w), smooth.weight, smooth.bias)
     shift = torch.tensor([[x, y, x, y] for y, x in zip(ys, xs)], device=p2.device, dtype=boxes[0].dtype)
     return roi_features(window, [b - FEATURE_STRIDE * shift for b in boxes])

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
+from torch.nn import functional as nnf
 
 
 def rot6d_to_rotmat(x: torch.Tensor) -> torch.Tensor:
     """(..., 6) = (a1, a2) -> (..., 3, 3) by Gram-Schmidt, with b1, b2, b3 as the matrix **columns**."""
     a1, a2 = x[..., 0:3], x[..., 3:6]
-    b1 = F.normalize(a1, dim=-1)
-    b2 = F.normalize(a2 - (b1 * a2).sum(-1, keepdim=True) * b1, dim=-1)
+    b1 = nnf.normalize(a1, dim=-1)
+    b2 = nnf.normalize(a2 - (b1 * a2).sum(-1, keepdim=True) * b1, dim=-1)
     b3 = torch.linalg.cross(b1, b2, dim=-1)
     return torch.stack((b1, b2, b3), dim=-1)
 
@@ -36,7 +36,7 @@ def rotmat_to_quaternion(R: torch.Tensor) -> torch.Tensor:
     )  # (..., 4 formulas, 4 components); formula i is q * 2 sqrt(t_i)
     best = t.argmax(-1, keepdim=True)
     q = candidates.gather(-2, best.unsqueeze(-1).expand(*best.shape, 4)).squeeze(-2)
-    q = F.normalize(q, dim=-1)
+    q = nnf.normalize(q, dim=-1)
     return torch.where(q[..., :1] < 0, -q, q)
 
 
@@ -48,7 +48,9 @@ def quaternion_to_axis_angle(q: torch.Tensor) -> torch.Tensor:
     angle = 2 * torch.atan2(sin_half, w)
     small = sin_half < 1e-6
     # angle / sin(angle/2) -> 2 / w as the angle -> 0 (first-order, exact to float precision there)
-    factor = torch.where(small, 2 / w.clamp_min(1e-6), angle / torch.where(small, torch.ones_like(sin_half), sin_half))
+    factor = torch.where(
+        small, 2 / w.clamp_min(1e-6), angle / torch.where(small, torch.ones_like(sin_half), sin_half)
+    )
     return v * factor
 
 

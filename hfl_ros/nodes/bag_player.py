@@ -2,9 +2,10 @@
 
 Recorded CDR bytes are published as they are (``Publisher.publish`` of raw bytes), paced by their log time and
 ``rate``. Before the first message the player waits until every played topic has ``wait_for_subscribers``
-matched subscriptions (at most ``wait_timeout`` seconds), so nothing is lost to discovery. /clock carries the log
-time of the last published message (and is refreshed at ``clock_hz`` while waiting between messages), for nodes
-run with ``use_sim_time``. At the end it waits for reliable subscribers to acknowledge what was published.
+matched subscriptions (at most ``wait_timeout`` seconds), so nothing is lost to discovery. /clock carries the
+log time of the last published message (and is refreshed at ``clock_hz`` while waiting between messages), for
+nodes run with ``use_sim_time``. At the end it waits for reliable subscribers to acknowledge what was
+published.
 
 Run as ``ros2 run hfl_ros bag_player --ros-args -p bag:=BAG -p rate:=1.0`` or ``bag_player BAG [--rate R]``
 (command-line values set the parameters' defaults; ``-p`` overrides them), or through ``hfl-ros play BAG``.
@@ -73,7 +74,7 @@ class BagPlayerNode:
                                        "Seconds to wait for subscribers before playing anyway.")),
         )
 
-    # -- setup ---------------------------------------------------------------------------------------------------
+    # -- setup -----------------------------------------------------------------------------------------------
     def _create_publishers(self) -> list[str]:
         from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
@@ -85,11 +86,13 @@ class BagPlayerNode:
             cls = _message_class(info.msgtype)
             if cls is None:
                 self.skipped_topics[name] = info.msgtype
-                self.node.get_logger().warning(f"not playing {name}: message type {info.msgtype} is not installed")
+                self.node.get_logger().warning(
+                    f"not playing {name}: message type {info.msgtype} is not installed")
                 continue
             latched = name == "/tf_static"
-            qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100, reliability=ReliabilityPolicy.RELIABLE,
-                             durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE)
+            durability = DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE
+            qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100,
+                             reliability=ReliabilityPolicy.RELIABLE, durability=durability)
             self.publishers[name] = self.node.create_publisher(cls, name, qos)
         if self.options.clock:
             from rosgraph_msgs.msg import Clock
@@ -109,11 +112,11 @@ class BagPlayerNode:
             time.sleep(0.02)  # polls the graph (kept up to date by the executor thread)
         if need > 0 and short:
             self.node.get_logger().warning(
-                f"starting after {self.options.wait_timeout:g} s although these topics have fewer than {need} "
-                f"subscriber(s): {', '.join(short)}")
+                f"starting after {self.options.wait_timeout:g} s although these topics have fewer than "
+                f"{need} subscriber(s): {', '.join(short)}")
         return short if need > 0 else []
 
-    # -- playing -------------------------------------------------------------------------------------------------
+    # -- playing ---------------------------------------------------------------------------------------------
     def _publish_clock(self, log_time_ns: int) -> None:
         if self._clock_pub is None:
             return
@@ -160,7 +163,7 @@ class BagPlayerNode:
 
 
 def run_player(options: PlayOptions, args: Sequence[str] | None = None) -> int:
-    """Init rclpy, play the bag (spinning the node in a background thread), shut down; return messages played."""
+    """Init rclpy, play the bag (the node spins in a background thread), shut down; return messages played."""
     import rclpy
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
@@ -197,7 +200,7 @@ def _spin(executor: Any, stop: threading.Event) -> None:
             executor.spin_once(timeout_sec=0.05)
     except (ExternalShutdownException, KeyboardInterrupt):
         pass
-    except Exception:  # noqa: BLE001 - the executor was shut down under us at exit
+    except Exception:  # the executor was shut down under us at exit
         pass
 
 
@@ -216,9 +219,10 @@ def add_play_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def options_from_args(args: argparse.Namespace) -> PlayOptions:
-    return PlayOptions(bag=args.bag if args.bag is not None else Path(""), rate=args.rate, topics=tuple(args.topics),
-                       loop=args.loop, clock=not args.no_clock, clock_hz=args.clock_hz,
-                       wait_for_subscribers=args.wait_for_subscribers, wait_timeout=args.wait_timeout)
+    return PlayOptions(bag=args.bag if args.bag is not None else Path(""), rate=args.rate,
+                       topics=tuple(args.topics), loop=args.loop, clock=not args.no_clock,
+                       clock_hz=args.clock_hz, wait_for_subscribers=args.wait_for_subscribers,
+                       wait_timeout=args.wait_timeout)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

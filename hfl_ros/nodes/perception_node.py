@@ -154,7 +154,8 @@ class PerceptionNode(Node):
                                  callback_group=inputs)
         self.create_subscription(Detection2DArray, "detections", self._on_detections, in_qos,
                                  callback_group=inputs)
-        self.create_timer(0.02, self._poll_camera_info, callback_group=timers, clock=_STEADY)
+        poll_period = min(0.05, max(0.01, cfg.camera_info_wait / 2))
+        self.create_timer(poll_period, self._poll_camera_info, callback_group=timers, clock=_STEADY)
         self.create_timer(cfg.diagnostics_period, self._publish_diagnostics, callback_group=timers,
                           clock=_STEADY)
         self.add_on_set_parameters_callback(self._on_set_parameters)

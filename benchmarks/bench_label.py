@@ -1,0 +1,135 @@
+"""Labeling throughput against pure Estimator throughput on the same frames, measured in one process.
+
+    python benchmarks/bench_label.py [--frames 16] [--batch-size 8] [--trunk resnet50] [--input-size 256]
+
+A synthetic bag (640x480 rgb8 images, camera_info, one right hand and one object box per frame) is labeled
+with ``hfl-ros label``'s pipeline (read, sync, decode, estimate, write bag + JSONL + NPZ), and the same
+decoded frames go straight through ``Estimator.estimate_batch`` in batches of the same size. Runs alternate
+(pure, label, pure, label, ...) after a warm-up, so drift in machine load hits both alike. The figure of merit
+is ``ratio = label_fps / estimator_fps`` (target >= 0.9): the share of the Estimator's speed that the labeler
+keeps. Random weights: the timing does not depend on them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def write_assets(root: Path, trunk: str, input_size: int) -> dict[str, str]:
+    from hfl_ros.model.checkpoint import save_checkpoint
+    from hfl_ros.model.hflnet import HFLNet
+    from hfl_ros.model.standin_hand import write_standin_hand_model
+
+    hand = root / "hand"
+    hand.mkdir(parents=True)
+    write_standin_hand_model(hand / "STANDIN_HAND_RIGHT.pkl", "right", 0)
+    write_standin_hand_model(hand / "STANDIN_HAND_LEFT.pkl", "left", 0)
+    torch.manual_seed(0)
+    net = HFLNet(hand / "STANDIN_HAND_RIGHT.pkl", trunk=trunk, input_size=input_size)
+    checkpoint = save_checkpoint(root / "random.pt", net, {"note": "random weights, benchmark only"})
+    objects = root / "objects" / "3"
+    objects.mkdir(parents=True)
+    np.savetxt(objects / "points.xyz", np.random.default_rng(0).uniform(-0.05, 0.05, (1000, 3)))
+    return {"checkpoint": str(checkpoint), "mano_dir": str(hand), "object_models_dir": str(objects.parent)}
+
+
+def decoded_frames(bag: Path) -> list[tuple[np.ndarray, np.ndarray, list]]:
+    """The bag's frames decoded once, for the pure Estimator runs."""
+    from hfl_ros.bag.frames import BagFrameSource
+    from hfl_ros.bag.label import prepare_frame, resolve_topics
+    from hfl_ros.bag.reader import BagReader
+    from hfl_ros.ros.convert import LabelMap
+
+    with BagReader(bag) as reader:
+        source = BagFrameSource(reader, resolve_topics(reader.topics))
+        prepared = [prepare_frame(f, LabelMap()) for f in source.frames()]
+    assert all(p.ok for p in prepared)
+    return [(p.image, p.K, p.detections) for p in prepared]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--trunk", default="resnet50")
+    parser.add_argument("--input-size", type=int, default=256)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "bench_label.json")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    from hfl_ros.bag.label import LabelOptions, label_bag
+    from hfl_ros.bag.synthetic import frame_specs, write_bag
+    from hfl_ros.estimator import Estimator
+
+    work = Path(tempfile.mkdtemp(prefix="bench_label_"))
+    try:
+        assets = write_assets(work / "assets", args.trunk, args.input_size)
+        bag = write_bag(work / "bag", frame_specs(args.frames), width=640, height=480)
+        estimator = Estimator(assets["checkpoint"], mano_dir=assets["mano_dir"], device="cpu",
+                              object_models=assets["object_models_dir"], max_batch=args.batch_size)
+        frames = decoded_frames(bag)
+        estimator.estimate_batch(frames[: args.batch_size])  # warm-up
+
+        pure_fps, label_fps, label_summaries = [], [], []
+        for rep in range(args.repeats):
+            start = time.perf_counter()
+            for i in range(0, len(frames), args.batch_size):
+                estimator.estimate_batch(frames[i: i + args.batch_size])
+            pure_fps.append(len(frames) / (time.perf_counter() - start))
+
+            out = work / f"labels_{rep}"
+            start = time.perf_counter()
+            summary = label_bag(LabelOptions(bag=bag, out=out, batch_size=args.batch_size, progress=False),
+                                estimator)
+            label_fps.append(summary.labeled_frames / (time.perf_counter() - start))
+            label_summaries.append(summary)
+            assert summary.labeled_frames == len(frames) and summary.pairs == len(frames)
+
+        estimator_fps, labeling_fps = statistics.median(pure_fps), statistics.median(label_fps)
+        result = {
+            "benchmark": "bench_label",
+            "frames": len(frames),
+            "image_size": [640, 480],
+            "batch_size": args.batch_size,
+            "model": {"trunk": args.trunk, "input_size": args.input_size, "weights": "random"},
+            "torch_threads": args.threads,
+            "repeats": args.repeats,
+            "estimator_fps_runs": [round(v, 3) for v in pure_fps],
+            "label_fps_runs": [round(v, 3) for v in label_fps],
+            "estimator_fps": round(estimator_fps, 3),
+            "label_fps": round(labeling_fps, 3),
+            "ratio": round(labeling_fps / estimator_fps, 3),
+            "target_ratio": 0.9,
+            "meets_target": labeling_fps / estimator_fps >= 0.9,
+            "label_outputs": {"pairs": label_summaries[-1].pairs,
+                              "estimator_calls": label_summaries[-1].estimator_calls},
+            "machine": {"python": platform.python_version(), "torch": torch.__version__,
+                        "cpus": os.cpu_count()},
+        }
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,271 @@
+"""launch/perception.launch.py: its arguments, and that the parameters of its YAML reach the running node.
+
+``launch`` and ``launch_ros`` are not installable here (spec ros_env.md), so the launch file is executed
+against small recording stand-ins of the classes it uses; the recorded node is then started the way
+launch_ros starts it (``<exe> --ros-args -r __node:=NAME -r __ns:=NS --params-file FILE -r from:=to``) and
+its parameters are read back through its parameter service. Where launch_ros exists, the last test runs the
+launch file for real.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import types
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from ros_helpers import REPO, make_node_assets, module_domain_id, write_params_file
+
+LAUNCH_FILE = REPO / "launch" / "perception.launch.py"
+NODE_NAME = "hfl_perception"
+
+# ----------------------------------------------------------------------------------------------------------
+# Recording stand-ins of the launch API used by the launch file
+
+
+class LaunchConfiguration:
+    def __init__(self, name: str):
+        self.name = name
+
+
+class DeclareLaunchArgument:
+    def __init__(self, name: str, default_value: Any = None, description: str = ""):
+        self.name, self.default_value, self.description = name, default_value, description
+
+
+class IfCondition:
+    def __init__(self, predicate: Any):
+        self.predicate = predicate
+
+
+class LaunchDescription:
+    def __init__(self, entities: list[Any]):
+        self.entities = list(entities)
+
+
+class Node:
+    def __init__(self, **kwargs: Any):
+        self.kwargs = kwargs
+
+
+@dataclass
+class ResolvedNode:
+    package: str
+    executable: str
+    name: str
+    namespace: str
+    parameters: list[Any]  # file paths and dicts, in order
+    remappings: list[tuple[str, str]]
+    arguments: list[str] = field(default_factory=list)
+
+
+def _substitute(value: Any, config: dict[str, str]) -> Any:
+    """Evaluate a substitution (a LaunchConfiguration, text, or a list of both concatenated)."""
+    if isinstance(value, LaunchConfiguration):
+        return config[value.name]
+    if isinstance(value, list | tuple):
+        return "".join(str(_substitute(v, config)) for v in value)
+    return value
+
+
+def _as_bool(text: str) -> bool:
+    if text.lower() not in ("true", "false"):
+        raise ValueError(f"not a boolean: {text!r}")
+    return text.lower() == "true"
+
+
+def resolve(description: LaunchDescription, launch_args: dict[str, str]) -> tuple[dict, list[ResolvedNode]]:
+    """The argument values (defaults overridden by ``launch_args``) and the nodes whose condition holds."""
+    declared = {e.name: e for e in description.entities if isinstance(e, DeclareLaunchArgument)}
+    unknown = set(launch_args) - set(declared)
+    assert not unknown, f"launch arguments not declared by the launch file: {unknown}"
+    config = {name: launch_args.get(name, arg.default_value) for name, arg in declared.items()}
+    nodes = []
+    for entity in description.entities:
+        if not isinstance(entity, Node):
+            continue
+        kw = entity.kwargs
+        condition = kw.get("condition")
+        if condition is not None and not _as_bool(_substitute(condition.predicate, config)):
+            continue
+        parameters = []
+        for item in kw.get("parameters", []):
+            if isinstance(item, dict):
+                # launch_ros evaluates the substitutions and reads each value as YAML ("false" -> False)
+                parameters.append({k: yaml.safe_load(str(_substitute(v, config))) for k, v in item.items()})
+            else:
+                parameters.append(str(_substitute(item, config)))
+        nodes.append(ResolvedNode(
+            package=kw["package"], executable=kw["executable"], name=kw.get("name", ""),
+            namespace=str(_substitute(kw.get("namespace", ""), config)), parameters=parameters,
+            remappings=[(str(_substitute(a, config)), str(_substitute(b, config)))
+                        for a, b in kw.get("remappings", [])],
+            arguments=[str(_substitute(a, config)) for a in kw.get("arguments", [])]))
+    return config, nodes
+
+
+def load_launch_description(monkeypatch) -> LaunchDescription:
+    """Execute the launch file with the stand-ins in place of launch / launch_ros."""
+    modules = {
+        "launch": types.ModuleType("launch"),
+        "launch.actions": types.ModuleType("launch.actions"),
+        "launch.conditions": types.ModuleType("launch.conditions"),
+        "launch.substitutions": types.ModuleType("launch.substitutions"),
+        "launch_ros": types.ModuleType("launch_ros"),
+        "launch_ros.actions": types.ModuleType("launch_ros.actions"),
+    }
+    modules["launch"].LaunchDescription = LaunchDescription
+    modules["launch.actions"].DeclareLaunchArgument = DeclareLaunchArgument
+    modules["launch.conditions"].IfCondition = IfCondition
+    modules["launch.substitutions"].LaunchConfiguration = LaunchConfiguration
+    modules["launch_ros.actions"].Node = Node
+    for name, module in modules.items():
+        monkeypatch.setitem(sys.modules, name, module)
+    spec = importlib.util.spec_from_file_location("perception_launch_under_test", LAUNCH_FILE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.generate_launch_description()
+
+
+def ros_args(node: ResolvedNode, tmp_path: Path) -> list[str]:
+    """The arguments launch_ros gives a node: name, namespace, parameter files, remappings."""
+    args = ["--ros-args", "-r", f"__node:={node.name}"]
+    if node.namespace:
+        args += ["-r", f"__ns:=/{node.namespace.strip('/')}"]
+    for i, item in enumerate(node.parameters):
+        if isinstance(item, dict):  # launch_ros writes dict parameters to a temporary file
+            item = str(write_params_file(tmp_path / f"launch_params_{i}.yaml", item))
+        args += ["--params-file", item]
+    for src, dst in node.remappings:
+        args += ["-r", f"{src}:={dst}"]
+    return args
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Tests
+
+
+def test_launch_arguments_and_defaults(monkeypatch):
+    from ament_index_python.packages import get_package_share_directory
+
+    description = load_launch_description(monkeypatch)
+    config, nodes = resolve(description, {})
+    assert sorted(config) == sorted(["params_file", "namespace", "use_rviz", "use_sim_time", "image",
+                                     "camera_info", "detections"])
+    share = get_package_share_directory("hfl_ros")
+    assert config["params_file"] == os.path.join(share, "config", "perception.yaml")
+    assert [n.executable for n in nodes] == ["perception_node"]  # no RViz unless asked
+    (node,) = nodes
+    assert (node.package, node.name, node.namespace) == ("hfl_ros", NODE_NAME, "")
+    assert node.parameters == [config["params_file"], {"use_sim_time": False}]
+    assert node.remappings == [("image", "image"), ("image/compressed", "image/compressed"),
+                               ("camera_info", "camera_info"), ("detections", "detections")]
+
+
+def test_launch_rviz_with_the_shipped_config(monkeypatch):
+    _, nodes = resolve(load_launch_description(monkeypatch), {"use_rviz": "true", "use_sim_time": "true",
+                                                              "namespace": "robot1"})
+    assert [n.executable for n in nodes] == ["perception_node", "rviz2"]
+    rviz = nodes[1]
+    assert rviz.package == "rviz2" and rviz.namespace == "robot1"
+    assert rviz.arguments[0] == "-d" and Path(rviz.arguments[1]).name == "hfl.rviz"
+    assert rviz.parameters == [{"use_sim_time": True}]
+    layout = yaml.safe_load((REPO / "config" / "hfl.rviz").read_text())
+    displays = {d["Class"]: d for d in layout["Visualization Manager"]["Displays"]}
+    assert {"rviz_default_plugins/Image", "rviz_default_plugins/MarkerArray",
+            "rviz_default_plugins/TF"} <= set(displays)
+    assert displays["rviz_default_plugins/MarkerArray"]["Topic"]["Value"] == f"{NODE_NAME}/markers"
+    assert displays["rviz_default_plugins/Image"]["Topic"]["Value"] == f"{NODE_NAME}/debug_image"
+
+
+def test_yaml_parameters_reach_the_launched_node(monkeypatch, tmp_path):
+    pytest.importorskip("rclpy")
+    import torch
+    from node_harness import RosSession, get_parameters, process_output, start_process
+
+    torch.set_num_threads(1)
+    assets = make_node_assets(tmp_path / "assets")
+    yaml_values = {**assets, "num_threads": 1, "sync_slop": 0.02, "tf_prefix": "launch_",
+                   "queue_policy": "all", "hand_score_threshold": 0.25, "right_hand_labels": ["rh", "right"],
+                   "marker_lifetime": 2}
+    params_file = write_params_file(tmp_path / "user_params.yaml", yaml_values)
+    _, (node,) = resolve(load_launch_description(monkeypatch), {
+        "params_file": str(params_file), "namespace": "robot1", "use_sim_time": "true",
+        "image": "/cam/image_raw", "detections": "/detector/detections"})
+
+    # In this source-tree setup the executable `lib/hfl_ros/perception_node` is scripts/perception_node.
+    executable = REPO / "scripts" / node.executable
+    domain = module_domain_id(__name__)
+    env = {**os.environ, "ROS_DOMAIN_ID": str(domain), "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    proc = start_process([sys.executable, str(executable), *ros_args(node, tmp_path)], env, tmp_path / "node")
+    session = RosSession(domain)
+    try:
+        full_name = f"/robot1/{NODE_NAME}"
+        session.wait_for(lambda: session.node.count_subscribers("/cam/image_raw") > 0
+                         and session.node.count_publishers(f"{full_name}/hand_object_poses") > 0,
+                         180.0, "the launched node's topics", proc)
+        assert session.node.count_subscribers("/detector/detections") == 1
+        assert session.node.count_subscribers("/robot1/camera_info") == 1  # relative name in the namespace
+        names = ["sync_slop", "tf_prefix", "queue_policy", "hand_score_threshold", "right_hand_labels",
+                 "marker_lifetime", "checkpoint_path", "use_sim_time", "publish_tf"]
+        values = get_parameters(session, full_name, names)
+        assert values == {"sync_slop": 0.02, "tf_prefix": "launch_", "queue_policy": "all",
+                          "hand_score_threshold": 0.25, "right_hand_labels": ["rh", "right"],
+                          "marker_lifetime": 2, "checkpoint_path": assets["checkpoint_path"],
+                          "use_sim_time": True, "publish_tf": True}
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        session.close()
+    assert proc.returncode == 0, process_output(proc.log_dir)
+
+
+def test_real_launch_file(tmp_path, monkeypatch):
+    """With a ROS 2 install (launch_ros and an installed hfl_ros), run the launch file for real."""
+    pytest.importorskip("launch_ros")
+    pytest.importorskip("launch_testing")
+    import launch.launch_description_sources
+    from ament_index_python.packages import get_package_share_directory
+
+    import launch
+
+    installed = Path(get_package_share_directory("hfl_ros")) / "launch" / "perception.launch.py"
+    if not installed.exists():
+        pytest.skip("hfl_ros is not installed (colcon build) in this ROS 2 environment")
+    import threading
+
+    from node_harness import RosSession, get_parameters
+
+    domain = module_domain_id(__name__ + "real")
+    monkeypatch.setenv("ROS_DOMAIN_ID", str(domain))  # inherited by the processes the launch service starts
+
+    assets = make_node_assets(tmp_path / "assets")
+    params_file = write_params_file(tmp_path / "params.yaml", {**assets, "tf_prefix": "real_launch_"})
+    source = launch.launch_description_sources.PythonLaunchDescriptionSource(str(installed))
+    include = launch.actions.IncludeLaunchDescription(source, launch_arguments={
+        "params_file": str(params_file), "namespace": "real"}.items())
+    service = launch.LaunchService()
+    service.include_launch_description(launch.LaunchDescription([include]))
+    thread = threading.Thread(target=service.run, daemon=True)
+    thread.start()
+    session = RosSession(domain)
+    try:
+        session.wait_for(lambda: session.node.count_publishers(f"/real/{NODE_NAME}/hand_object_poses") > 0,
+                         180.0, "the launched node")
+        assert get_parameters(session, f"/real/{NODE_NAME}", ["tf_prefix"]) == {"tf_prefix": "real_launch_"}
+    finally:
+        session.close()
+        service.shutdown()
+        thread.join(timeout=30)

@@ -1,0 +1,549 @@
+"""HFLNet: official state_dict layout, strict checkpoint I/O, rotation helpers, forward contract, variants."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.spatial.transform import Rotation
+
+from hfl_ros.errors import BadBoxError, BadImageError, CheckpointError
+from hfl_ros.model import HFLNet, load_network, load_official_checkpoint, save_checkpoint
+from hfl_ros.model.mano import write_standin_hand_model
+from hfl_ros.model.rotation_utils import rot6d_to_rotmat, rotmat_to_axis_angle
+
+torch.set_num_threads(1)
+
+OFFICIAL_PREFIX = "honet.module."
+
+
+# ----------------------------------------------------------------------------------------------------
+# fixtures
+# ----------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def hand_model(tmp_path_factory) -> str:
+    path = tmp_path_factory.mktemp("hand") / "STANDIN_HAND_RIGHT.pkl"
+    write_standin_hand_model(path, "right", 0)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def official_net(hand_model) -> HFLNet:
+    torch.manual_seed(0)
+    return HFLNet(hand_model).eval()
+
+
+def _small_net(hand_model: str | None, variant: str = "harmonious", seed: int = 0) -> HFLNet:
+    torch.manual_seed(seed)
+    return HFLNet(hand_model, variant, trunk="resnet18", input_size=128).eval()
+
+
+def _inputs(batch: int, size: int, seed: int = 1):
+    gen = torch.Generator().manual_seed(seed)
+    images = torch.rand(batch, 3, size, size, generator=gen)
+    s = size / 256
+    hand = torch.tensor([[40.0, 50, 150, 200], [130, 20, 230, 120], [0, 0, 256, 256]])[:batch] * s
+    obj = torch.tensor([[100.0, 30, 220, 180], [20, 150, 120, 240], [60, 60, 200, 230]])[:batch] * s
+    return images, hand, obj
+
+
+def _randomise_bn(net: torch.nn.Module, seed: int = 3) -> None:
+    """Non-trivial running statistics, so that a load that skipped them would show."""
+    gen = torch.Generator().manual_seed(seed)
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=gen) * 0.1)
+            m.running_var.copy_(torch.rand(m.running_var.shape, generator=gen) + 0.5)
+
+
+# ----------------------------------------------------------------------------------------------------
+# the official state_dict, rebuilt independently from the spec's structure rules (spec §2 key table)
+# ----------------------------------------------------------------------------------------------------
+
+
+def _expected_official_layout() -> dict[str, tuple[tuple[int, ...], bool]]:
+    """key -> (shape, is_parameter) of the official HOModel state_dict, without the honet.module. prefix."""
+    exp: dict[str, tuple[tuple[int, ...], bool]] = {}
+
+    def conv(prefix: str, cout: int, cin: int, k: int, bias: bool) -> None:
+        exp[f"{prefix}.weight"] = ((cout, cin, k, k), True)
+        if bias:
+            exp[f"{prefix}.bias"] = ((cout,), True)
+
+    def linear(prefix: str, cout: int, cin: int) -> None:
+        exp[f"{prefix}.weight"] = ((cout, cin), True)
+        exp[f"{prefix}.bias"] = ((cout,), True)
+
+    def bn(prefix: str, c: int) -> None:
+        for name in ("weight", "bias"):
+            exp[f"{prefix}.{name}"] = ((c,), True)
+        for name in ("running_mean", "running_var"):
+            exp[f"{prefix}.{name}"] = ((c,), False)
+        exp[f"{prefix}.num_batches_tracked"] = ((), False)
+
+    def preact(prefix: str, bn_names: tuple[str, str, str], c: int = 256) -> None:
+        bn(f"{prefix}.{bn_names[0]}", c)
+        conv(f"{prefix}.conv1", c // 2, c, 1, True)
+        bn(f"{prefix}.{bn_names[1]}", c // 2)
+        conv(f"{prefix}.conv2", c // 2, c // 2, 3, True)
+        bn(f"{prefix}.{bn_names[2]}", c // 2)
+        conv(f"{prefix}.conv3", c, c // 2, 1, True)
+
+    conv("base_net.layer0_h.0", 64, 3, 7, False)
+    bn("base_net.layer0_h.1", 64)
+    cin = 64
+    for stage, blocks, width in ((1, 3, 64), (2, 4, 128), (3, 6, 256), (4, 3, 512)):
+        streams = ("h", "o") if stage in (2, 3) else ("h",)
+        for s in streams:
+            for b in range(blocks):
+                p = f"base_net.layer{stage}_{s}.0.{b}"
+                block_in = cin if b == 0 else 4 * width
+                conv(f"{p}.conv1", width, block_in, 1, False)
+                bn(f"{p}.bn1", width)
+                conv(f"{p}.conv2", width, width, 3, False)
+                bn(f"{p}.bn2", width)
+                conv(f"{p}.conv3", 4 * width, width, 1, False)
+                bn(f"{p}.bn3", 4 * width)
+                if b == 0:
+                    conv(f"{p}.downsample.0", 4 * width, block_in, 1, False)
+                    bn(f"{p}.downsample.1", 4 * width)
+        cin = 4 * width
+    for s in ("h", "o"):
+        conv(f"base_net.toplayer_{s}", 256, 2048, 1, True)
+        conv(f"base_net.smooth3_{s}", 256, 256, 3, True)
+        for i, c in ((1, 1024), (2, 512), (3, 256)):
+            conv(f"base_net.latlayer{i}_{s}", 256, c, 1, True)
+
+    exp["hand_head.betas"] = ((21, 1), True)
+    exp["hand_head.uu"] = ((32, 32), False)
+    exp["hand_head.vv"] = ((32, 32), False)
+    for level in range(4):
+        for j in range(4 if level == 0 else 3):
+            preact(f"hand_head.hg.0.hg.{level}.{j}.0", ("bn1", "bn2", "bn3"))
+    preact("hand_head.res.0.0", ("bn1", "bn2", "bn3"))
+    conv("hand_head.fc.0.block.0", 256, 256, 1, True)
+    bn("hand_head.fc.0.block.1", 256)
+    conv("hand_head.score.0", 21, 256, 1, True)
+
+    conv("hand_encoder.heatmap_conv", 256, 21, 1, True)
+    conv("hand_encoder.encoding_conv", 256, 256, 1, True)
+    for r in range(8):
+        preact(f"hand_encoder.reg.{r}", ("bn", "bn1", "bn2"))
+
+    exp["mano_branch.coord_change_mat"] = ((3, 3), False)
+    linear("mano_branch.mano_base_layer.0", 1024, 1024)
+    linear("mano_branch.mano_base_layer.2", 512, 1024)
+    linear("mano_branch.pose_reg", 96, 512)
+    linear("mano_branch.shape_reg", 10, 512)
+    mano = {
+        "th_betas": (1, 10), "th_shapedirs": (778, 3, 10), "th_posedirs": (778, 3, 135),
+        "th_v_template": (1, 778, 3), "th_J_regressor": (16, 778), "th_weights": (778, 16),
+        "th_faces": (1538, 3), "th_hands_mean": (1, 45), "th_selected_comps": (45, 45),
+    }  # fmt: skip
+    for name, shape in mano.items():
+        exp[f"mano_branch.mano_layer.{name}"] = (shape, False)
+
+    for k in (1, 2, 3):
+        conv(f"obj_head.conv{k}_1", 128, 256, 1, True)
+        bn(f"obj_head.bn{k}_1", 128)
+        conv(f"obj_head.conv{k}_2", 256, 128, 3, True)
+        bn(f"obj_head.bn{k}_2", 256)
+    conv("obj_head.out_conv", 63, 256, 1, True)
+
+    for name, c in (("transformer_obj", 256), ("transformer_hand", 512)):
+        for proj in ("encode_value", "encode_query", "encode_key"):
+            conv(f"{name}.layers.0.{proj}", c, c, 1, True)
+        exp[f"{name}.layers.0.norm2.weight"] = ((c,), True)
+        exp[f"{name}.layers.0.norm2.bias"] = ((c,), True)
+        linear(f"{name}.layers.0.mlp.fc1", 4 * c, c)
+        linear(f"{name}.layers.0.mlp.fc2", c, 4 * c)
+    return exp
+
+
+def test_state_dict_equals_the_official_layout(official_net):
+    expected = _expected_official_layout()
+    state = official_net.state_dict()
+    params = dict(official_net.named_parameters())
+    assert {k: tuple(v.shape) for k, v in state.items()} == {k: v[0] for k, v in expected.items()}
+    assert {k for k, (_, is_param) in expected.items() if is_param} == set(params)
+    assert len(state) == 1094
+    assert sum(k.endswith("num_batches_tracked") for k in state) == 158
+    assert state["mano_branch.mano_layer.th_faces"].dtype == torch.int64
+    assert sum(p.numel() for p in official_net.parameters()) == 46_080_659
+    per_module = {
+        "base_net": 34_974_272, "hand_head": 3_075_114, "hand_encoder": 1_787_648, "mano_branch": 1_628_778,
+        "obj_head": 1_002_687, "transformer_hand": 2_888_704, "transformer_obj": 723_456,
+    }  # fmt: skip
+    for name, count in per_module.items():
+        assert sum(p.numel() for p in getattr(official_net, name).parameters()) == count, name
+    assert official_net.input_size == 256
+
+
+def test_fixed_buffers_hold_their_exact_values(official_net):
+    centres = (torch.arange(32) + 0.5) / 32
+    assert torch.equal(official_net.hand_head.uu, centres.expand(32, 32))  # u varies along columns
+    assert torch.equal(official_net.hand_head.vv, centres[:, None].expand(32, 32))
+    assert torch.equal(official_net.mano_branch.coord_change_mat, torch.diag(torch.tensor([1.0, -1.0, -1.0])))
+    assert torch.equal(official_net.hand_head.betas, torch.ones(21, 1))
+
+
+# ----------------------------------------------------------------------------------------------------
+# official checkpoints
+# ----------------------------------------------------------------------------------------------------
+
+
+def _save_official(path, state: dict[str, torch.Tensor]) -> None:
+    prefixed = {OFFICIAL_PREFIX + k: v for k, v in state.items()}
+    torch.save({"epoch": 70, "network": "honet_transformer", "state_dict": prefixed}, path)
+
+
+def test_official_checkpoint_round_trip_reproduces_outputs(official_net, tmp_path):
+    _randomise_bn(official_net)
+    with torch.no_grad():
+        official_net.hand_head.betas.uniform_(0.9, 1.1)
+    path = tmp_path / "checkpoint_ho3d.pth.tar"
+    _save_official(path, official_net.state_dict())
+
+    fresh = HFLNet().eval()  # zero MANO buffers: the checkpoint carries them
+    meta = load_official_checkpoint(fresh, path)
+    assert meta["epoch"] == 70
+    images, hand, obj = _inputs(1, 256)
+    with torch.inference_mode():
+        ours, theirs = official_net(images, hand, obj), fresh(images, hand, obj)
+    for key in ("joints2d", "heatmaps", "joints3d", "verts3d", "mano_pose", "obj_vote", "obj_conf"):
+        assert torch.equal(ours[key], theirs[key]), key
+
+    net, meta = load_network(path)
+    assert meta["format"] == "official" and net.config["variant"] == "harmonious"
+    assert torch.equal(net.state_dict()["obj_head.out_conv.weight"], official_net.obj_head.out_conv.weight)
+
+
+def test_bare_state_dict_is_accepted(tmp_path):
+    net = _small_net(None)
+    _randomise_bn(net)
+    path = tmp_path / "bare.pth"
+    torch.save(net.state_dict(), path)
+    fresh = _small_net(None, seed=5)
+    load_official_checkpoint(fresh, path)
+    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), fresh.state_dict().values()))
+
+
+def test_extra_key_is_rejected_by_name(tmp_path):
+    net = _small_net(None)
+    state = dict(net.state_dict())
+    state["hand_head.extra_scale"] = torch.ones(3)
+    path = tmp_path / "extra.pth.tar"
+    _save_official(path, state)
+    with pytest.raises(CheckpointError, match=r"unexpected keys: hand_head\.extra_scale"):
+        load_official_checkpoint(_small_net(None), path)
+
+
+def test_misshapen_key_is_rejected_by_name(tmp_path):
+    net = _small_net(None)
+    state = dict(net.state_dict())
+    state["obj_head.out_conv.bias"] = torch.zeros(64)
+    path = tmp_path / "misshapen.pth.tar"
+    _save_official(path, state)
+    with pytest.raises(
+        CheckpointError, match=r"obj_head\.out_conv\.bias \(checkpoint \(64,\), network \(63,\)\)"
+    ):
+        load_official_checkpoint(_small_net(None), path)
+
+
+def test_missing_key_is_rejected_by_name(tmp_path):
+    state = dict(_small_net(None).state_dict())
+    del state["transformer_obj.layers.0.norm2.weight"]
+    path = tmp_path / "missing.pth.tar"
+    _save_official(path, state)
+    with pytest.raises(CheckpointError, match=r"missing keys: transformer_obj\.layers\.0\.norm2\.weight"):
+        load_official_checkpoint(_small_net(None), path)
+
+
+def test_checkpoint_of_another_architecture_is_rejected(tmp_path):
+    path = tmp_path / "single.pt"
+    save_checkpoint(path, _small_net(None, "single"), {"note": "test"})
+    with pytest.raises(CheckpointError, match=r"another architecture.*variant=single.*variant=harmonious"):
+        load_official_checkpoint(_small_net(None, "harmonious"), path)
+    # an "official" file must hold the harmonious ResNet-50 network
+    official = tmp_path / "official_resnet18.pth.tar"
+    _save_official(official, _small_net(None).state_dict())
+    with pytest.raises(CheckpointError, match=r"trunk=resnet18.*trunk=resnet50"):
+        load_network(official)
+
+
+def test_missing_and_corrupt_files_name_the_path(tmp_path):
+    missing = tmp_path / "nope.pth.tar"
+    with pytest.raises(CheckpointError, match=r"nope\.pth\.tar"):
+        load_official_checkpoint(_small_net(None), missing)
+    corrupt = tmp_path / "corrupt.pth.tar"
+    corrupt.write_bytes(b"\x80\x02not a checkpoint")
+    with pytest.raises(CheckpointError, match=r"corrupt\.pth\.tar"):
+        load_network(corrupt)
+
+
+def test_checkpoint_with_arbitrary_pickled_objects_is_refused(tmp_path):
+    path = tmp_path / "evil.pth.tar"
+    torch.save({"state_dict": {}, "payload": Rotation.identity()}, path)
+    with pytest.raises(CheckpointError, match=r"evil\.pth\.tar"):
+        load_network(path)
+
+
+# ----------------------------------------------------------------------------------------------------
+# our format
+# ----------------------------------------------------------------------------------------------------
+
+
+def test_our_format_round_trip_keeps_architecture_and_extras(hand_model, tmp_path):
+    net = _small_net(hand_model, "double", seed=2)
+    _randomise_bn(net)
+    path = save_checkpoint(tmp_path / "ours.pt", net, {"lr": 1e-4, "dataset": "synthetic"}, epoch=3)
+    loaded, meta = load_network(path)
+    assert (
+        loaded.config
+        == net.config
+        == {"variant": "double", "trunk": "resnet18", "heads": 4, "input_size": 128}
+    )
+    assert meta["epoch"] == 3 and meta["config"]["dataset"] == "synthetic" and meta["format"] == "hfl_ros"
+    images, hand, obj = _inputs(2, 128)
+    with torch.inference_mode():
+        a, b = net(images, hand, obj), loaded(images, hand, obj)
+    assert torch.equal(a["joints3d"], b["joints3d"]) and torch.equal(a["obj_vote"], b["obj_vote"])
+
+
+def test_fp16_stored_weights_load_into_float32(hand_model, tmp_path):
+    net = _small_net(hand_model, seed=4)
+    _randomise_bn(net)
+    path = save_checkpoint(tmp_path / "half.pt", net, {}, weights_dtype=torch.float16)
+    stored = torch.load(path, weights_only=True)["state_dict"]
+    assert stored["obj_head.out_conv.weight"].dtype == torch.float16
+    assert stored["mano_branch.mano_layer.th_v_template"].dtype == torch.float32  # MANO data stays exact
+    loaded, _ = load_network(path)
+    for key, value in loaded.state_dict().items():
+        original = net.state_dict()[key]
+        assert value.dtype == original.dtype, key
+        expected = original.half().to(original.dtype) if stored[key].dtype == torch.float16 else original
+        assert torch.equal(value, expected), key
+
+
+def test_save_refuses_reserved_extra_keys(tmp_path):
+    with pytest.raises(ValueError, match="state_dict"):
+        save_checkpoint(tmp_path / "x.pt", _small_net(None), {}, state_dict={})
+
+
+# ----------------------------------------------------------------------------------------------------
+# rotations
+# ----------------------------------------------------------------------------------------------------
+
+
+def test_rot6d_gives_rotations_with_gram_schmidt_columns():
+    x = torch.randn(500, 6, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    R = rot6d_to_rotmat(x)
+    eye = torch.eye(3, dtype=torch.float64).expand(500, 3, 3)
+    assert torch.allclose(R.transpose(1, 2) @ R, eye, atol=1e-12)
+    assert torch.allclose(torch.linalg.det(R), torch.ones(500, dtype=torch.float64), atol=1e-12)
+    a1, a2 = x[:, :3], x[:, 3:]
+    assert torch.allclose(R[:, :, 0], a1 / a1.norm(dim=1, keepdim=True), atol=1e-12)  # first column
+    # the second column lies in span(a1, a2) on a2's side of a1
+    assert torch.allclose((R[:, :, 1] * torch.linalg.cross(a1, a2)).sum(1), torch.zeros(500, dtype=x.dtype))
+    assert ((R[:, :, 1] * a2).sum(1) > 0).all()
+
+
+def _rotvecs_with_edge_angles() -> np.ndarray:
+    rng = np.random.default_rng(0)
+    axes = rng.normal(size=(8, 3))
+    axes /= np.linalg.norm(axes, axis=1, keepdims=True)
+    angles = np.array([0.0, 1e-9, 1e-6, 1e-3, 0.5, 2.0, math.pi - 1e-3, math.pi - 1e-6, math.pi])
+    vecs = (axes[:, None, :] * angles[None, :, None]).reshape(-1, 3)
+    return np.concatenate([vecs, rng.normal(size=(200, 3))])
+
+
+def test_rotmat_to_axis_angle_round_trip_including_near_zero_and_pi():
+    vecs = _rotvecs_with_edge_angles()
+    R = torch.tensor(Rotation.from_rotvec(vecs).as_matrix())
+    aa = rotmat_to_axis_angle(R).numpy()
+    assert np.all(np.linalg.norm(aa, axis=1) <= math.pi + 1e-9)
+    back = Rotation.from_rotvec(aa).as_matrix()
+    np.testing.assert_allclose(back, R.numpy(), atol=1e-9)
+    # away from pi the vector itself is unique
+    regular = np.linalg.norm(vecs, axis=1) < math.pi - 1e-2
+    expected = Rotation.from_rotvec(vecs[regular]).as_rotvec()
+    np.testing.assert_allclose(aa[regular], expected, atol=1e-9)
+
+
+def test_rotmat_to_axis_angle_float32_is_accurate_near_zero():
+    vecs = np.array([[1e-7, 0, 0], [0, -3e-5, 2e-5], [0.3, -0.2, 0.1]])
+    R = torch.tensor(Rotation.from_rotvec(vecs).as_matrix(), dtype=torch.float32)
+    aa = rotmat_to_axis_angle(R).double().numpy()
+    np.testing.assert_allclose(aa, vecs, atol=2e-7)
+
+
+# ----------------------------------------------------------------------------------------------------
+# forward contract
+# ----------------------------------------------------------------------------------------------------
+
+
+def test_forward_shapes_and_ranges(hand_model):
+    net = _small_net(hand_model, seed=6)
+    images, hand, obj = _inputs(3, 128)
+    with torch.inference_mode():
+        out = net(images, hand, obj)
+    shapes = {
+        "joints2d": (3, 21, 2), "joints2d_box": (3, 21, 2), "heatmaps": (3, 21, 32, 32),
+        "joints3d": (3, 21, 3), "verts3d": (3, 778, 3), "mano_pose": (3, 48), "mano_shape": (3, 10),
+        "mano_rotmat": (3, 16, 3, 3), "obj_vote": (3, 32, 32, 21, 2), "obj_conf": (3, 32, 32, 21),
+    }  # fmt: skip
+    for key, shape in shapes.items():
+        assert tuple(out[key].shape) == shape, key
+        assert out[key].dtype == torch.float32 and torch.isfinite(out[key]).all(), key
+    assert torch.allclose(out["heatmaps"].sum(dim=(2, 3)), torch.ones(3, 21), atol=1e-5)
+    assert ((out["obj_conf"] > 0) & (out["obj_conf"] < 1)).all()
+    uv = out["joints2d_box"]
+    assert ((uv >= 0.5 / 32) & (uv <= 31.5 / 32)).all()  # expectations over the cell centres
+    expected_px = hand[:, None, :2] + uv * (hand[:, None, 2:] - hand[:, None, :2])
+    assert torch.allclose(out["joints2d"], expected_px, atol=1e-4)
+    assert torch.equal(out["joints3d"][:, 0], torch.zeros(3, 3))  # wrist-relative
+    rot = out["mano_rotmat"]
+    assert torch.allclose(rot @ rot.transpose(-1, -2), torch.eye(3).expand(3, 16, 3, 3), atol=1e-5)
+
+
+def test_vote_layout_is_row_col_keypoint(hand_model):
+    """With a zero head output, the votes are the cell centres: x follows the column, y the row."""
+    net = _small_net(hand_model)
+    with torch.no_grad():
+        net.obj_head.out_conv.weight.zero_()
+        net.obj_head.out_conv.bias.zero_()
+    images, hand, obj = _inputs(1, 128)
+    with torch.inference_mode():
+        out = net(images, hand, obj)
+    centres = (torch.arange(32) + 0.5) / 32
+    assert torch.allclose(out["obj_vote"][0, :, :, 5, 0], centres.expand(32, 32))
+    assert torch.allclose(out["obj_vote"][0, :, :, 5, 1], centres[:, None].expand(32, 32))
+    assert torch.allclose(out["obj_conf"], torch.full_like(out["obj_conf"], 0.5))
+
+
+def test_disjoint_boxes_zero_the_key_value_map_but_the_block_runs(hand_model):
+    net = _small_net(hand_model)
+    images, hand, obj = _inputs(2, 128)  # sample 0 overlaps, sample 1 is disjoint
+    seen = {}
+    net.transformer_obj.register_forward_hook(
+        lambda m, args, out: seen.update(query=args[0], key=args[1], out=out)
+    )
+    with torch.inference_mode():
+        net(images, hand, obj)
+    assert torch.count_nonzero(seen["key"][1]) == 0
+    assert torch.count_nonzero(seen["key"][0]) > 0
+    assert seen["out"].shape == seen["query"].shape
+    assert not torch.allclose(seen["out"][1], seen["query"][1])  # the attention still changed the features
+
+
+def test_windowed_smoothing_equals_the_full_map(hand_model):
+    net = _small_net(hand_model)
+    _randomise_bn(net)
+    images = torch.rand(4, 3, 128, 128, generator=torch.Generator().manual_seed(2))
+    hand = torch.tensor(
+        [[20.0, 25, 75, 100], [65, 10, 115, 60], [0, 0, 128, 128], [100.2, 110.7, 100.9, 111.1]]
+    )
+    obj = torch.tensor([[50.0, 15, 110, 90], [10, 75, 60, 120], [-20, 100, 40, 140], [90, 40, 127, 70]])
+    with torch.inference_mode():
+        p2_h, p2_o = net.base_net.unsmoothed(images)
+        net.windowed_smoothing = False
+        full = net.roi_features(p2_h, p2_o, hand, obj)
+        net.windowed_smoothing = True
+        windowed = net.roi_features(p2_h, p2_o, hand, obj)  # per-sample windows of a common size
+        singles = [
+            net.roi_features(p2_h[i : i + 1], p2_o[i : i + 1], hand[i : i + 1], obj[i : i + 1])
+            for i in range(4)
+        ]
+    for key in full:
+        tol = 1e-5 * full[key].abs().max()
+        assert torch.allclose(windowed[key], full[key], atol=tol), key
+        for i in range(4):  # one sample: a sliced window
+            assert torch.allclose(singles[i][key][0], full[key][i], atol=tol), (key, i)
+
+
+def test_bad_inputs_raise_typed_errors(hand_model):
+    net = _small_net(hand_model)
+    images, hand, obj = _inputs(1, 128)
+    with pytest.raises(BadImageError, match=r"\(B, 3, 128, 128\)"):
+        net(torch.rand(1, 3, 256, 256), hand, obj)
+    with pytest.raises(BadBoxError, match="object_boxes"):
+        net(images, hand, obj[:, :3])
+    with pytest.raises(BadBoxError, match="non-finite"):
+        net(images, torch.tensor([[0.0, 0, float("nan"), 10]]), obj)
+
+
+# ----------------------------------------------------------------------------------------------------
+# variants and trunks
+# ----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("variant", ["single", "double"])
+def test_ablation_variants_build_and_run(hand_model, variant):
+    net = _small_net(hand_model, variant)
+    keys = net.state_dict().keys()
+    has = lambda prefix: any(k.startswith(prefix) for k in keys)  # noqa: E731
+    if variant == "single":
+        assert not has("base_net.layer2_o") and not has("transformer_hand") and has("transformer_obj")
+    else:
+        assert all(has(f"base_net.layer{i}_o") for i in range(5)) and has("transformer_hand")
+    images, hand, obj = _inputs(2, 128)
+    with torch.inference_mode():
+        out = net(images, hand, obj)
+    assert out["joints3d"].shape == (2, 21, 3) and out["obj_conf"].shape == (2, 32, 32, 21)
+
+
+def test_resnet50_ablation_variants_have_the_expected_trunks():
+    single = HFLNet(None, "single")
+    double = HFLNet(None, "double")
+    n_single = sum(p.numel() for p in single.base_net.parameters())
+    n_double = sum(p.numel() for p in double.base_net.parameters())
+    resnet50_trunk = 23_508_032  # torchvision ResNet-50 without its fc layer
+    fpn = 256 * (2048 + 1024 + 512 + 256) + 4 * 256 + 256 * 256 * 9 + 256
+    assert n_single == resnet50_trunk + fpn
+    assert n_double == 2 * (resnet50_trunk + fpn)
+
+
+def test_resnet18_demo_configuration(hand_model):
+    net = _small_net(hand_model)
+    assert net.input_size == 128
+    assert net.base_net.latlayer1_h.weight.shape == (256, 256, 1, 1)  # C4 of ResNet-18 has 256 channels
+    assert net.base_net.toplayer_h.weight.shape == (256, 512, 1, 1)
+    images, hand, obj = _inputs(1, 128)
+    with torch.inference_mode():
+        p2_h, p2_o = net.base_net(images)
+        out = net(images, hand, obj)
+    assert p2_h.shape == p2_o.shape == (1, 256, 32, 32)
+    assert out["heatmaps"].shape == (1, 21, 32, 32)
+
+
+# ----------------------------------------------------------------------------------------------------
+# ImageNet initialisation (local cache only)
+# ----------------------------------------------------------------------------------------------------
+
+
+def test_imagenet_weights_missing_offline_say_where_to_put_them(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    with pytest.raises(CheckpointError, match=r"resnet18-f37072fd\.pth.*" + str(tmp_path)):
+        HFLNet(None, trunk="resnet18", imagenet_weights=True)
+
+
+def test_imagenet_weights_initialise_both_streams(tmp_path, monkeypatch):
+    import torchvision
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    torch.manual_seed(9)
+    reference = torchvision.models.resnet18()
+    target = tmp_path / "torch" / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
+    target.parent.mkdir(parents=True)
+    torch.save(reference.state_dict(), target)
+    net = HFLNet(None, trunk="resnet18", imagenet_weights=True)
+    trunk = net.base_net
+    assert torch.equal(trunk.layer0_h[0].weight, reference.conv1.weight)
+    assert torch.equal(trunk.layer3_h[0][1].conv2.weight, reference.layer3[1].conv2.weight)
+    assert torch.equal(trunk.layer3_o[0][1].conv2.weight, reference.layer3[1].conv2.weight)
+    assert trunk.layer3_o[0][1].conv2.weight.data_ptr() != trunk.layer3_h[0][1].conv2.weight.data_ptr()
+    assert torch.equal(trunk.layer4_h[0][0].bn1.running_var, reference.layer4[0].bn1.running_var)
