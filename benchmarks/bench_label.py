@@ -5,9 +5,12 @@
 A synthetic bag (640x480 rgb8 images, camera_info, one right hand and one object box per frame) is labeled
 with ``hfl-ros label``'s pipeline (read, sync, decode, estimate, write bag + JSONL + NPZ), and the same
 decoded frames go straight through ``Estimator.estimate_batch`` in batches of the same size. Runs alternate
-(pure, label, pure, label, ...) after a warm-up, so drift in machine load hits both alike. The figure of merit
-is ``ratio = label_fps / estimator_fps`` (target >= 0.9): the share of the Estimator's speed that the labeler
-keeps. Random weights: the timing does not depend on them.
+(pure then label, label then pure, ...) after a warm-up. The figure of merit is ``ratio``, the median over
+repeats of ``label_fps / estimator_fps`` with each labeling run paired with the Estimator run next to it
+(target >= 0.9): the share of the Estimator's speed that the labeler keeps. On a loaded machine wall times are
+noisy, so the same ratio in process CPU time is reported too. Also reported: the pipeline's own time per frame
+(labeling with the Estimator's results replayed at no cost). Random weights: timing does not depend on them,
+but no hand gets a valid pose, so no TF or mesh markers are written (they add to the output work).
 """
 
 from __future__ import annotations
@@ -48,6 +51,18 @@ def write_assets(root: Path, trunk: str, input_size: int) -> dict[str, str]:
     return {"checkpoint": str(checkpoint), "mano_dir": str(hand), "object_models_dir": str(objects.parent)}
 
 
+class ReplayedEstimator:
+    """Returns results computed earlier, batch by batch, at no cost: labeling then times only the pipeline."""
+
+    def __init__(self, estimator, batches: list) -> None:
+        self.batches = iter(batches)
+        self.object_models = estimator.object_models
+        self.hand_faces = estimator.hand_faces
+
+    def estimate_batch(self, frames: list) -> list:
+        return next(self.batches)
+
+
 def decoded_frames(bag: Path) -> list[tuple[np.ndarray, np.ndarray, list]]:
     """The bag's frames decoded once, for the pure Estimator runs."""
     from hfl_ros.bag.frames import BagFrameSource
@@ -66,7 +81,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=16)
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--trunk", default="resnet50")
     parser.add_argument("--input-size", type=int, default=256)
     parser.add_argument("--threads", type=int, default=1)
@@ -87,22 +102,44 @@ def main() -> int:
         frames = decoded_frames(bag)
         estimator.estimate_batch(frames[: args.batch_size])  # warm-up
 
-        pure_fps, label_fps, label_summaries = [], [], []
-        for rep in range(args.repeats):
-            start = time.perf_counter()
-            for i in range(0, len(frames), args.batch_size):
-                estimator.estimate_batch(frames[i: i + args.batch_size])
-            pure_fps.append(len(frames) / (time.perf_counter() - start))
+        pure_fps, label_fps, pure_cpu, label_cpu, label_summaries = [], [], [], [], []
+        cached: list = []
 
-            out = work / f"labels_{rep}"
-            start = time.perf_counter()
-            summary = label_bag(LabelOptions(bag=bag, out=out, batch_size=args.batch_size, progress=False),
-                                estimator)
+        def run_pure() -> None:
+            start, cpu = time.perf_counter(), time.process_time()
+            cached[:] = [estimator.estimate_batch(frames[i: i + args.batch_size])
+                         for i in range(0, len(frames), args.batch_size)]
+            pure_fps.append(len(frames) / (time.perf_counter() - start))
+            pure_cpu.append(time.process_time() - cpu)
+
+        def run_label(rep: int) -> None:
+            options = LabelOptions(bag=bag, out=work / f"labels_{rep}", batch_size=args.batch_size,
+                                   progress=False)
+            start, cpu = time.perf_counter(), time.process_time()
+            summary = label_bag(options, estimator)
             label_fps.append(summary.labeled_frames / (time.perf_counter() - start))
+            label_cpu.append(time.process_time() - cpu)
             label_summaries.append(summary)
             assert summary.labeled_frames == len(frames) and summary.pairs == len(frames)
 
-        estimator_fps, labeling_fps = statistics.median(pure_fps), statistics.median(label_fps)
+        for rep in range(args.repeats):  # the order alternates so that neither always runs on a warm machine
+            if rep % 2 == 0:
+                run_pure()
+                run_label(rep)
+            else:
+                run_label(rep)
+                run_pure()
+
+        # Everything but inference: label with an estimator that replays the results computed above.
+        start = time.perf_counter()
+        replay_options = LabelOptions(bag=bag, out=work / "labels_replayed", batch_size=args.batch_size,
+                                      progress=False)
+        label_bag(replay_options, ReplayedEstimator(estimator, cached))
+        overhead_ms = 1000.0 * (time.perf_counter() - start) / len(frames)
+
+        # Load on the shared machine drifts: compare each labeling run with the Estimator run next to it.
+        ratios = [label / pure for label, pure in zip(label_fps, pure_fps, strict=True)]
+        ratio = statistics.median(ratios)
         result = {
             "benchmark": "bench_label",
             "frames": len(frames),
@@ -113,11 +150,18 @@ def main() -> int:
             "repeats": args.repeats,
             "estimator_fps_runs": [round(v, 3) for v in pure_fps],
             "label_fps_runs": [round(v, 3) for v in label_fps],
-            "estimator_fps": round(estimator_fps, 3),
-            "label_fps": round(labeling_fps, 3),
-            "ratio": round(labeling_fps / estimator_fps, 3),
+            "estimator_fps": round(statistics.median(pure_fps), 3),
+            "label_fps": round(statistics.median(label_fps), 3),
+            "ratio_runs": [round(r, 3) for r in ratios],
+            "ratio": round(ratio, 3),
+            "ratio_of_best_runs": round(max(label_fps) / max(pure_fps), 3),
+            # CPU seconds of the whole process (all threads): insensitive to other processes' load, and gives
+            # the labeler no credit for overlapping its I/O with inference.
+            "ratio_cpu_time": round(statistics.median(pure_cpu) / statistics.median(label_cpu), 3),
             "target_ratio": 0.9,
-            "meets_target": labeling_fps / estimator_fps >= 0.9,
+            "meets_target": ratio >= 0.9,
+            "pipeline_ms_per_frame_without_inference": round(overhead_ms, 1),
+            "estimator_ms_per_frame": round(1000.0 / statistics.median(pure_fps), 1),
             "label_outputs": {"pairs": label_summaries[-1].pairs,
                               "estimator_calls": label_summaries[-1].estimator_calls},
             "machine": {"python": platform.python_version(), "torch": torch.__version__,

@@ -134,7 +134,6 @@ def stage_breakdown(net, batch: int, repeats: int, device: torch.device) -> dict
     """Median ms per image of each stage, run one after the other on the stage's real inputs."""
     size = net.input_size
     images = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(0)).to(device)
-    images = images.contiguous(memory_format=torch.channels_last)  # as HFLNet.forward does
     hand, obj = (b.to(device) for b in _boxes(batch, False, size))
     stages: dict[str, list[float]] = {}
     with torch.inference_mode():

@@ -142,6 +142,15 @@ do_messages() {
   build_pkg hfl_ros "$ROOT"
 }
 
+do_link_share() {
+  # The source tree is used in place: expose its launch/, config/ and executables where ament looks for them.
+  mkdir -p "$VENV/share/hfl_ros" "$VENV/lib/hfl_ros"
+  link() { [ "$(readlink "$2" 2>/dev/null)" = "$1" ] || ln -sfn "$1" "$2"; }
+  local d
+  for d in launch config; do link "$ROOT/$d" "$VENV/share/hfl_ros/$d"; done
+  for d in perception_node bag_player; do link "$ROOT/scripts/$d" "$VENV/lib/hfl_ros/$d"; done
+}
+
 do_envfile() {
   local f="$VENV/hfl_ros_env.sh"
   cat > "$f.tmp" <<EOF
@@ -171,6 +180,7 @@ step "pip install (pinned)" do_pip
 step "patch wheel CMake exports" do_patch
 step "build vision_msgs, tf2_msgs" do_interfaces
 step "build hfl_ros messages" do_messages
+step "link launch/, config/, executables" do_link_share
 step "write activation file" do_envfile
 step "import check" do_check
 CURRENT_STEP=""

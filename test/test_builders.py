@@ -255,4 +255,4 @@ def test_missing_field_is_reported():
             return RclpyMessageTypes().get(name)
 
     with pytest.raises(TypeError, match="no value given for field"):
-        builders._new(_Types(), "geometry_msgs/msg/Vector3", x=1.0, y=2.0)
+        builders.new_message(_Types(), "geometry_msgs/msg/Vector3", x=1.0, y=2.0)

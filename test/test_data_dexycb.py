@@ -205,3 +205,14 @@ def test_missing_mano_dir_is_a_clear_error(dexycb):
     root, _, _ = dexycb
     with pytest.raises(AssetError, match="mano_dir"):
         DexYCBDataset(root, "val")[0]
+
+
+def test_training_config_builds_the_dexycb_reader(dexycb):
+    from hfl_ros.train.config import config_from_dict
+    from hfl_ros.train.trainer import build_samples
+
+    root, mano_dir, _ = dexycb
+    cfg = config_from_dict({"model": {"mano_dir": str(mano_dir)},
+                            "data": {"kind": "dexycb", "root": str(root)}})
+    samples = build_samples(cfg)
+    assert isinstance(samples, DexYCBDataset) and samples.split == "train" and len(samples) == 16

@@ -104,7 +104,7 @@ def render(scene: Scene, K_: np.ndarray = K, size=(640, 480)) -> tuple[np.ndarra
     x1, y1 = cp2d.min(0)
     x2, y2 = cp2d.max(0)
     ramp = np.stack([(xx - x1) / max(x2 - x1, 1.0), (yy - y1) / max(y2 - y1, 1.0)], -1).clip(0, 1)
-    image[mask > 0] = np.concatenate([ramp * 255, np.full(ramp.shape[:2] + (1,), 40.0)], -1)[mask > 0]
+    image[mask > 0] = np.concatenate([ramp * 255, np.full((*ramp.shape[:2], 1), 40.0)], -1)[mask > 0]
     j2d = np.round(project(scene.joints, K_)).astype(int)
     for a, b in BONES:
         cv2.line(image, tuple(j2d[a]), tuple(j2d[b]), (250, 200, 170), 5)

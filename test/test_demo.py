@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import numpy as np
@@ -15,8 +16,8 @@ from hfl_ros.cli import main
 from hfl_ros.demo import run_demo
 from hfl_ros.demo.sample_bag import (
     CAMERA_INFO_TOPIC,
-    DETECTIONS_TOPIC,
     DETECTION_LATENCY_NS,
+    DETECTIONS_TOPIC,
     GROUND_TRUTH_TOPIC,
     IMAGE_TOPIC,
     write_sample_bag,
@@ -41,7 +42,8 @@ def _read(bag) -> dict[str, list[tuple[int, object, bytes]]]:
         assert {c.topic: c.msgtype for c in reader.connections} == TOPICS
         for connection, log_time, data in reader.messages():
             out.setdefault(connection.topic, []).append(
-                (log_time, store.deserialize_cdr(data, connection.msgtype), bytes(data)))
+                (log_time, store.deserialize_cdr(data, connection.msgtype), bytes(data))
+            )
     return out
 
 
@@ -51,7 +53,9 @@ def _stamp(msg) -> int:
 
 def _box(bbox) -> np.ndarray:
     c = bbox.center.position
-    return np.array([c.x - bbox.size_x / 2, c.y - bbox.size_y / 2, c.x + bbox.size_x / 2, c.y + bbox.size_y / 2])
+    return np.array(
+        [c.x - bbox.size_x / 2, c.y - bbox.size_y / 2, c.x + bbox.size_x / 2, c.y + bbox.size_y / 2]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +71,7 @@ def test_sample_bag_reads_back_and_is_deterministic(assets, tmp_path):
     assert {t: len(m) for t, m in content.items()} == dict.fromkeys(TOPICS, frames)
 
     image_stamps = [_stamp(m) for _, m, _ in content[IMAGE_TOPIC]]
-    assert all(b > a for a, b in zip(image_stamps, image_stamps[1:]))
+    assert all(b > a for a, b in itertools.pairwise(image_stamps))
     assert np.allclose(np.diff(image_stamps), 1e9 / 15, atol=1)
     for topic in (CAMERA_INFO_TOPIC, GROUND_TRUTH_TOPIC, DETECTIONS_TOPIC):
         assert [_stamp(m) for _, m, _ in content[topic]] == image_stamps
@@ -75,8 +79,14 @@ def test_sample_bag_reads_back_and_is_deterministic(assets, tmp_path):
     assert [t for t, _, _ in content[DETECTIONS_TOPIC]] == [s + DETECTION_LATENCY_NS for s in image_stamps]
 
     for (_, image, _), (_, info, _), (_, truth, _), (_, dets, _) in zip(
-            *(content[t] for t in (IMAGE_TOPIC, CAMERA_INFO_TOPIC, GROUND_TRUTH_TOPIC, DETECTIONS_TOPIC))):
-        assert (image.encoding, image.width, image.height, image.step) == ("rgb8", SIZE[0], SIZE[1], 3 * SIZE[0])
+        *(content[t] for t in (IMAGE_TOPIC, CAMERA_INFO_TOPIC, GROUND_TRUTH_TOPIC, DETECTIONS_TOPIC))
+    ):
+        assert (image.encoding, image.width, image.height, image.step) == (
+            "rgb8",
+            SIZE[0],
+            SIZE[1],
+            3 * SIZE[0],
+        )
         assert image.data.size == SIZE[0] * SIZE[1] * 3 and image.data.std() > 5
         K = info.k.reshape(3, 3)
         assert (info.width, info.height) == SIZE and 0.7 * SIZE[0] < K[0, 0] < 1.1 * SIZE[0]
@@ -113,18 +123,40 @@ def random_checkpoint(tmp_path_factory, assets):
         hand_dir = scenes.hand_model_dir
     torch.manual_seed(0)
     net = HFLNet(hand_dir, "harmonious", trunk="resnet18", input_size=128)
-    return save_checkpoint(tmp_path_factory.mktemp("model") / "random.pt", net, {"note": "random weights"},
-                           weights_dtype=torch.float16)
+    return save_checkpoint(
+        tmp_path_factory.mktemp("model") / "random.pt",
+        net,
+        {"note": "random weights"},
+        weights_dtype=torch.float16,
+    )
 
 
 def test_demo_on_three_frames_writes_every_output(random_checkpoint, tmp_path, capsys):
     out = tmp_path / "demo"
-    args = ["demo", "--out", str(out), "--frames", "3", "--checkpoint", str(random_checkpoint),
-            "--size", f"{SIZE[0]}x{SIZE[1]}", "--no-progress"]
+    args = [
+        "demo",
+        "--out",
+        str(out),
+        "--frames",
+        "3",
+        "--checkpoint",
+        str(random_checkpoint),
+        "--size",
+        f"{SIZE[0]}x{SIZE[1]}",
+        "--no-progress",
+    ]
     assert main(args) == 0
     assert "knows only synthetic scenes" in capsys.readouterr().out
-    for name in ("summary.md", "summary.json", "picture_sheet.png", "overlays.gif", "sample_bag/metadata.yaml",
-                 "labels/labels.jsonl", "labels/bag/metadata.yaml", "assets/hand_models/STANDIN_HAND_RIGHT.pkl"):
+    for name in (
+        "summary.md",
+        "summary.json",
+        "picture_sheet.png",
+        "overlays.gif",
+        "sample_bag/metadata.yaml",
+        "labels/labels.jsonl",
+        "labels/bag/metadata.yaml",
+        "assets/hand_models/STANDIN_HAND_RIGHT.pkl",
+    ):
         assert (out / name).is_file(), name
     summary = json.loads((out / "summary.json").read_text())
     assert summary["frames"] == 3

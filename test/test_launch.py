@@ -185,16 +185,17 @@ def test_launch_rviz_with_the_shipped_config(monkeypatch):
     assert displays["rviz_default_plugins/Image"]["Topic"]["Value"] == f"{NODE_NAME}/debug_image"
 
 
-def test_yaml_parameters_reach_the_launched_node(monkeypatch, tmp_path):
+def test_yaml_parameters_and_remaps_reach_the_launched_node(monkeypatch, tmp_path):
     pytest.importorskip("rclpy")
     import torch
+    from hfl_ros.msg import HandObjectPoseArray
     from node_harness import RosSession, get_parameters, process_output, start_process
 
     torch.set_num_threads(1)
     assets = make_node_assets(tmp_path / "assets")
     yaml_values = {**assets, "num_threads": 1, "sync_slop": 0.02, "tf_prefix": "launch_",
                    "queue_policy": "all", "hand_score_threshold": 0.25, "right_hand_labels": ["rh", "right"],
-                   "marker_lifetime": 2}
+                   "marker_lifetime": 2, "qos_input_reliability": "reliable", "qos_input_depth": 10}
     params_file = write_params_file(tmp_path / "user_params.yaml", yaml_values)
     _, (node,) = resolve(load_launch_description(monkeypatch), {
         "params_file": str(params_file), "namespace": "robot1", "use_sim_time": "true",
@@ -209,11 +210,16 @@ def test_yaml_parameters_reach_the_launched_node(monkeypatch, tmp_path):
     session = RosSession(domain)
     try:
         full_name = f"/robot1/{NODE_NAME}"
-        session.wait_for(lambda: session.node.count_subscribers("/cam/image_raw") > 0
+
+        def subscribed(topic: str) -> bool:  # by this node (another test run may share the domain)
+            return any((i.node_name, i.node_namespace) == (NODE_NAME, "/robot1")
+                       for i in session.node.get_subscriptions_info_by_topic(topic))
+
+        session.wait_for(lambda: subscribed("/cam/image_raw")
                          and session.node.count_publishers(f"{full_name}/hand_object_poses") > 0,
                          180.0, "the launched node's topics", proc)
-        assert session.node.count_subscribers("/detector/detections") == 1
-        assert session.node.count_subscribers("/robot1/camera_info") == 1  # relative name in the namespace
+        assert subscribed("/detector/detections")
+        assert subscribed("/robot1/camera_info")  # not remapped: relative name in the namespace
         names = ["sync_slop", "tf_prefix", "queue_policy", "hand_score_threshold", "right_hand_labels",
                  "marker_lifetime", "checkpoint_path", "use_sim_time", "publish_tf"]
         values = get_parameters(session, full_name, names)
@@ -221,6 +227,12 @@ def test_yaml_parameters_reach_the_launched_node(monkeypatch, tmp_path):
                           "hand_score_threshold": 0.25, "right_hand_labels": ["rh", "right"],
                           "marker_lifetime": 2, "checkpoint_path": assets["checkpoint_path"],
                           "use_sim_time": True, "publish_tf": True}
+        # queue_policy "all" from the YAML: a burst of frames is answered frame by frame, none dropped.
+        sub, answers = session.subscribe(HandObjectPoseArray, f"{full_name}/hand_object_poses")
+        stamps = _send_burst(session, sub, 4, proc)
+        session.wait_for(lambda: len(answers) >= len(stamps), 120.0, "an answer to every frame", proc)
+        assert [a.header.stamp.sec for a in answers] == stamps
+        assert all(len(a.poses) == 1 and a.poses[0].hand.side == 0 for a in answers)  # "rh": right hand
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)
@@ -230,6 +242,41 @@ def test_yaml_parameters_reach_the_launched_node(monkeypatch, tmp_path):
                 proc.kill()
         session.close()
     assert proc.returncode == 0, process_output(proc.log_dir)
+
+
+def _send_burst(session, answer_sub, count: int, proc) -> list[int]:
+    """Publish ``count`` frames (160x120, one "rh" hand and one object) back to back; return their stamps."""
+    import numpy as np
+    from builtin_interfaces.msg import Time
+    from sensor_msgs.msg import CameraInfo, Image
+    from std_msgs.msg import Header
+    from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose
+
+    from hfl_ros.ros.convert import rgb_to_image_data
+
+    node = session.node
+    pubs = [node.create_publisher(t, n, 10) for t, n in ((CameraInfo, "/robot1/camera_info"),
+                                                        (Image, "/cam/image_raw"),
+                                                        (Detection2DArray, "/detector/detections"))]
+    session.wait_for(lambda: all(p.get_subscription_count() > 0 for p in pubs)
+                     and answer_sub.get_publisher_count() > 0, 60.0, "the node's inputs", proc)
+    rgb = np.random.default_rng(0).integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    stamps = []
+    for i in range(count):
+        header = Header(stamp=Time(sec=50 + i), frame_id="cam")
+        dets = Detection2DArray(header=header)
+        for label, (x1, y1, x2, y2) in (("rh", (30, 30, 80, 90)), ("3", (50, 40, 100, 100))):
+            det = Detection2D(header=header, results=[ObjectHypothesisWithPose()])
+            det.results[0].hypothesis.class_id, det.results[0].hypothesis.score = label, 0.9
+            det.bbox.center.position.x, det.bbox.center.position.y = (x1 + x2) / 2, (y1 + y2) / 2
+            det.bbox.size_x, det.bbox.size_y = float(x2 - x1), float(y2 - y1)
+            dets.detections.append(det)
+        pubs[0].publish(CameraInfo(header=header, k=[200.0, 0, 80, 0, 200, 60, 0, 0, 1]))
+        pubs[1].publish(Image(header=header, height=120, width=160, encoding="rgb8", step=480,
+                              data=rgb_to_image_data(rgb)))
+        pubs[2].publish(dets)
+        stamps.append(50 + i)
+    return stamps
 
 
 def test_real_launch_file(tmp_path, monkeypatch):

@@ -191,3 +191,16 @@ def test_epoch_sampler_matches_distributed_sampler_and_skips():
     sampler.set_epoch(1, skip=4)
     assert list(sampler) == full[4:] and len(sampler) == 6
     assert len({seed for _, seed in full}) == 10
+
+
+def test_items_do_not_depend_on_worker_processes(setup):
+    samples, _ = setup
+    ds = HandObjectTrainingDataset(samples, input_size=64, augment=AugmentConfig())
+    batches = {}
+    for workers in (0, 1):
+        sampler = EpochSampler(len(ds), seed=1)
+        sampler.set_epoch(2)
+        loader = torch.utils.data.DataLoader(ds, batch_size=2, sampler=sampler, num_workers=workers)
+        batches[workers] = next(iter(loader))
+    for key, value in batches[0].items():
+        assert torch.equal(value, batches[1][key]), key

@@ -51,9 +51,22 @@ def test_same_seed_gives_identical_pixels_and_annotations(scenes, samples, tmp_p
         repeat = again.sample(2)
     first = samples[2]
     assert repeat.image.tobytes() == first.image.tobytes()
-    assert np.array_equal(repeat.hand_mask, first.hand_mask) and np.array_equal(repeat.object_mask, first.object_mask)
-    for name in ("K", "mano_pose", "mano_shape", "joints3d", "joints2d", "object_R", "object_t",
-                 "control_points2d", "hand_box", "object_box", "verts3d"):
+    assert np.array_equal(repeat.hand_mask, first.hand_mask) and np.array_equal(
+        repeat.object_mask, first.object_mask
+    )
+    for name in (
+        "K",
+        "mano_pose",
+        "mano_shape",
+        "joints3d",
+        "joints2d",
+        "object_R",
+        "object_t",
+        "control_points2d",
+        "hand_box",
+        "object_box",
+        "verts3d",
+    ):
         assert np.array_equal(getattr(repeat, name), getattr(first, name)), name
     assert repeat.class_id == first.class_id
 
@@ -108,8 +121,10 @@ def test_mano_parameters_reproduce_the_joints_and_vertices(scenes, samples):
     layer = ManoLayer(scenes.hand_model_dir, side="right", center_idx=None)
     for s in samples:
         with torch.no_grad():
-            verts, joints = layer(torch.tensor(s.mano_pose[None], dtype=torch.float32),
-                                  torch.tensor(s.mano_shape[None], dtype=torch.float32))
+            verts, joints = layer(
+                torch.tensor(s.mano_pose[None], dtype=torch.float32),
+                torch.tensor(s.mano_shape[None], dtype=torch.float32),
+            )
         trans = s.meta["mano_trans"]
         assert np.abs(joints[0].numpy() + trans - s.joints3d).max() < 1e-5
         assert np.abs(verts[0].numpy() + trans - s.verts3d).max() < 1e-5
@@ -133,8 +148,19 @@ def test_ho3d_export_reads_back_with_the_ho3d_reader(scenes, samples, tmp_path):
     train = HO3DDataset(root, "train")
     assert train.frame_keys == ["SYN000/0000", "SYN000/0001", "SYN000/0002", "SYN001/0000"]
     for s, r in zip(samples, train):
-        for name in ("K", "mano_pose", "mano_shape", "joints3d", "joints2d", "object_R", "object_t",
-                     "control_points3d", "control_points2d", "hand_box", "object_box"):
+        for name in (
+            "K",
+            "mano_pose",
+            "mano_shape",
+            "joints3d",
+            "joints2d",
+            "object_R",
+            "object_t",
+            "control_points3d",
+            "control_points2d",
+            "hand_box",
+            "object_box",
+        ):
             assert np.allclose(getattr(r, name), getattr(s, name), atol=1e-9), name
         assert (r.class_id, r.object_name) == (s.class_id, s.object_name)
         assert np.array_equal(r.load_image(), s.image)  # png is lossless
@@ -144,8 +170,10 @@ def test_ho3d_export_reads_back_with_the_ho3d_reader(scenes, samples, tmp_path):
     for frame in train.frames:
         meta = load_numpy_pickle(train.meta_path(frame))
         with torch.no_grad():
-            _, joints = layer(torch.tensor(meta["handPose"][None], dtype=torch.float32),
-                              torch.tensor(meta["handBeta"][None], dtype=torch.float32))
+            _, joints = layer(
+                torch.tensor(meta["handPose"][None], dtype=torch.float32),
+                torch.tensor(meta["handBeta"][None], dtype=torch.float32),
+            )
         in_mano_order = np.empty((21, 3))
         in_mano_order[list(MANO_TO_OUTPUT_ORDER)] = joints[0].numpy() + meta["handTrans"]
         assert np.abs(in_mano_order - meta["handJoints3D"]).max() < 1e-5

@@ -25,7 +25,9 @@ PALM_JOINTS = (0, 5, 9, 13, 17)
 FINGER_FLEX_MAX = (1.35, 1.6, 1.1)
 THUMB_FLEX_MAX = (0.7, 0.7, 0.9)
 #: Maximum sideways spread of a knuckle (radians).
-SPREAD_MAX = 0.15
+SPREAD_MAX = 0.25
+#: How much each finger's curl deviates from the hand's (standard deviation, in [0, 1] curl units).
+FINGER_CURL_SIGMA = 0.2
 
 
 def _unit(v) -> np.ndarray:
@@ -64,18 +66,25 @@ def hand_anatomy(rest_joints, side: Side | str) -> HandAnatomy:
 
 
 def finger_pose(rng: np.random.Generator, anatomy: HandAnatomy, curl: float) -> np.ndarray:
-    """A (45,) finger pose (axis-angle per MANO finger joint) curled by ``curl`` in [0, 1], with random variation."""
+    """A (45,) finger pose (axis-angle per MANO finger joint): fingers curled by about ``curl`` in [0, 1].
+
+    Each finger deviates from ``curl`` on its own, the thumb is independent, and every joint angle and knuckle
+    spread is jittered, so that hand poses vary well beyond one grasp template.
+    """
     pose = np.zeros((15, 3))
     for finger in range(5):  # MANO finger order: index, middle, little, ring, thumb
         is_thumb = finger == 4
         limits = THUMB_FLEX_MAX if is_thumb else FINGER_FLEX_MAX
-        finger_curl = float(np.clip(curl + rng.normal(0.0, 0.08), 0.0, 1.0))
+        if is_thumb:
+            finger_curl = rng.uniform(0.1, 1.0)
+        else:
+            finger_curl = float(np.clip(curl + rng.normal(0.0, FINGER_CURL_SIGMA), 0.0, 1.0))
         for segment in range(3):
             m = 3 * finger + segment
-            angle = finger_curl * limits[segment] * rng.uniform(0.85, 1.15)
+            angle = finger_curl * limits[segment] * rng.uniform(0.7, 1.3)
             rotation = axis_angle_to_matrix(anatomy.flex_axes[m] * angle)
             if segment == 0:
-                spread = rng.uniform(-SPREAD_MAX, SPREAD_MAX) * (2.0 if is_thumb else 1.0)
+                spread = rng.uniform(-SPREAD_MAX, SPREAD_MAX) * (1.5 if is_thumb else 1.0)
                 rotation = axis_angle_to_matrix(anatomy.palm_normal * spread) @ rotation
             pose[m] = matrix_to_axis_angle(rotation)
     return pose.reshape(45)
@@ -98,7 +107,9 @@ class Grasp:
     approach: np.ndarray  # (3,) unit direction from the object towards the palm, object frame
 
 
-def _approach_and_fingers(rng: np.random.Generator, shape: ObjectShape) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _approach_and_fingers(
+    rng: np.random.Generator, shape: ObjectShape
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(approach direction u, finger direction w, point on the object's surface) in the object frame."""
     lo, hi = shape.points.min(axis=0), shape.points.max(axis=0)
     extent = hi - lo
@@ -131,7 +142,7 @@ def _approach_and_fingers(rng: np.random.Generator, shape: ObjectShape) -> tuple
 
 
 def sample_grasp(rng: np.random.Generator, anatomy: HandAnatomy, shape: ObjectShape) -> Grasp:
-    """A random grasp of ``shape``: palm facing the object a little off its surface, fingers curled around it."""
+    """A random grasp of ``shape``: the palm faces the object just off its surface, fingers curl around it."""
     u, w, surface = _approach_and_fingers(rng, shape)
     if rng.random() < 0.5:  # either finger direction along the tangent; thumbs can point either way
         w = -w
@@ -141,6 +152,6 @@ def sample_grasp(rng: np.random.Generator, anatomy: HandAnatomy, shape: ObjectSh
     palm_target = surface + palm_offset * u
     wrist = anatomy.rest_joints[0]
     translation = palm_target - wrist - rotation @ (anatomy.palm_centre - wrist)
-    lo, hi = (0.45, 0.95) if shape.kind == "round" else (0.2, 0.7)
+    lo, hi = (0.35, 1.0) if shape.kind == "round" else (0.1, 0.75)
     pose = finger_pose(rng, anatomy, rng.uniform(lo, hi))
     return Grasp(rotation, translation, pose, u)

@@ -4,9 +4,10 @@ Layout (spec §9; everything in the meta pickles in OpenGL camera axes, C = diag
 
     <root>/<split>.txt                          "SEQ/ID" lines
     <root>/<split>/<SEQ>/rgb/<ID>.png|.jpg      image (png: HO3D v2, jpg: v3)
-    <root>/<split>/<SEQ>/meta/<ID>.pkl          handPose (48), handBeta (10), handTrans (3), handJoints3D (21, 3),
-                                                camMat, objRot (3, 1), objTrans (3,), objName, objLabel,
-                                                objCorners3DRest (8, 3), objCorners3D (8, 3);
+    <root>/<split>/<SEQ>/meta/<ID>.pkl          handPose (48), handBeta (10), handTrans (3),
+                                                handJoints3D (21, 3), camMat, objRot (3, 1), objTrans (3,),
+                                                objName, objLabel, objCorners3DRest (8, 3),
+                                                objCorners3D (8, 3);
                                                 evaluation split: also handBoundingBox [x1, y1, x2, y2]
     <root>/<split>/<SEQ>/seg/<ID>.png           visible masks: object green, hand blue
     <root>/models/<objName>/points.xyz          object models (+ textured_simple.obj)
@@ -48,7 +49,9 @@ def ho3d_meta(sample: HandObjectSample, *, with_hand_box: bool) -> dict:
     """The HO3D meta dict of a sample (OpenGL axes)."""
     C = OPENCV_TO_OPENGL
     trans_cv = mano_translation(sample)
-    rest_wrist = sample.joints3d[0] - trans_cv  # MANO's wrist with zero translation (it is rotation-invariant)
+    rest_wrist = (
+        sample.joints3d[0] - trans_cv
+    )  # MANO's wrist with zero translation (it is rotation-invariant)
     pose = np.asarray(sample.mano_pose, np.float64).copy()
     pose[:3] = matrix_to_axis_angle(C @ axis_angle_to_matrix(pose[:3]))
     joints_mano = np.empty((21, 3))
@@ -96,7 +99,7 @@ def write_ho3d_split(
     jpeg_quality: int = 92,
     progress=None,
 ) -> int:
-    """Write samples as one split; returns the number written. ``progress(count)`` is called after each frame."""
+    """Write samples as one split; returns how many. ``progress(count)`` is called after each frame."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     if image_format not in ("jpg", "png"):
@@ -105,7 +108,10 @@ def write_ho3d_split(
     keys = []
     params = [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality] if image_format == "jpg" else []
     for count, sample in enumerate(samples):
-        seq, frame_id = f"{sequence_prefix}{count // frames_per_sequence:03d}", f"{count % frames_per_sequence:04d}"
+        seq, frame_id = (
+            f"{sequence_prefix}{count // frames_per_sequence:03d}",
+            f"{count % frames_per_sequence:04d}",
+        )
         seq_dir = root / split / seq
         if count % frames_per_sequence == 0:
             for sub in ("rgb", "meta", "seg"):

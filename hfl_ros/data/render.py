@@ -21,8 +21,8 @@ def import_pyrender():
     torchvision is imported first: loading its C extension after OSMesa's libraries crashes the process.
     """
     os.environ.setdefault("PYOPENGL_PLATFORM", "osmesa")
-    import torchvision  # noqa: F401  (import order matters, see the docstring)
     import pyrender
+    import torchvision  # noqa: F401  (import order matters, see the docstring)
 
     return pyrender
 
@@ -38,7 +38,7 @@ class Light:
 
 @dataclass
 class MeshInput:
-    """One mesh to draw: positions in the camera frame (OpenCV axes) with either UVs + texture or vertex colours."""
+    """One mesh to draw: camera-frame positions (OpenCV axes) with either UVs + texture or vertex colours."""
 
     vertices: np.ndarray  # (V, 3)
     faces: np.ndarray  # (F, 3), counter-clockwise seen from outside
@@ -51,7 +51,7 @@ class MeshInput:
 
 @dataclass
 class RenderOutput:
-    """Colour (scene only, background black), and per-mesh depth rendered alone (0 where the mesh is absent)."""
+    """Colour (scene only, background black) and each mesh's depth rendered alone (0 where it is absent)."""
 
     colour: np.ndarray  # (H, W, 3) uint8
     depths: list[np.ndarray]  # one (H, W) float32 per mesh, un-occluded
@@ -100,19 +100,38 @@ class SceneRenderer:
         kwargs = {}
         if item.texture is not None:
             texture = pr.Texture(source=np.ascontiguousarray(item.texture), source_channels="RGB")
-            material = pr.MetallicRoughnessMaterial(baseColorTexture=texture, metallicFactor=0.0,
-                                                    roughnessFactor=item.roughness, doubleSided=item.double_sided)
+            material = pr.MetallicRoughnessMaterial(
+                baseColorTexture=texture,
+                metallicFactor=0.0,
+                roughnessFactor=item.roughness,
+                doubleSided=item.double_sided,
+            )
             kwargs["texcoord_0"] = np.asarray(item.uv, np.float32)
         else:
-            material = pr.MetallicRoughnessMaterial(baseColorFactor=[1.0, 1.0, 1.0, 1.0], metallicFactor=0.0,
-                                                    roughnessFactor=item.roughness, doubleSided=item.double_sided)
+            material = pr.MetallicRoughnessMaterial(
+                baseColorFactor=[1.0, 1.0, 1.0, 1.0],
+                metallicFactor=0.0,
+                roughnessFactor=item.roughness,
+                doubleSided=item.double_sided,
+            )
             kwargs["color_0"] = np.asarray(item.colours, np.float32)
-        primitive = pr.Primitive(positions=positions, normals=normals, indices=np.asarray(item.faces, np.uint32),
-                                 material=material, **kwargs)
+        primitive = pr.Primitive(
+            positions=positions,
+            normals=normals,
+            indices=np.asarray(item.faces, np.uint32),
+            material=material,
+            **kwargs,
+        )
         return pr.Mesh([primitive])
 
-    def render(self, K: np.ndarray, size: tuple[int, int], meshes: list[MeshInput], lights: list[Light],
-               ambient: float) -> RenderOutput:
+    def render(
+        self,
+        K: np.ndarray,
+        size: tuple[int, int],
+        meshes: list[MeshInput],
+        lights: list[Light],
+        ambient: float,
+    ) -> RenderOutput:
         """Colour of all meshes together, and the depth of each mesh rendered on its own."""
         pr = self._pyrender
         width, height = size
@@ -120,8 +139,10 @@ class SceneRenderer:
         camera = pr.IntrinsicsCamera(fx=K[0, 0], fy=K[1, 1], cx=K[0, 2], cy=K[1, 2], znear=0.02, zfar=10.0)
         scene.add(camera, pose=np.eye(4))
         for light in lights:
-            scene.add(pr.DirectionalLight(color=light.colour, intensity=light.intensity),
-                      pose=_look_along(light.direction))
+            scene.add(
+                pr.DirectionalLight(color=light.colour, intensity=light.intensity),
+                pose=_look_along(light.direction),
+            )
         nodes = [scene.add(self._mesh(m)) for m in meshes]
         renderer = self._renderer(width, height)
         colour, _ = renderer.render(scene)

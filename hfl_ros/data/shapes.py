@@ -60,8 +60,8 @@ def _grid_faces(rows: int, cols: int) -> np.ndarray:
 def revolution(profile, scale_xy=(1.0, 1.0), cells=((0, 0), (0, 2))) -> ShapeMesh:
     """Surface of revolution about z from a profile of (z, radius) rows (bottom to top), closed by flat caps.
 
-    ``scale_xy`` stretches the section into an ellipse. The side wraps once around the atlas row 0 (u from 0 to
-    1 over 360°), the bottom and top caps use cells (1, 0) and (1, 1).
+    ``scale_xy`` stretches the section into an ellipse. The side wraps once around the atlas row 0 (u from 0
+    to 1 over 360°), the bottom and top caps use cells (1, 0) and (1, 1).
     """
     prof = np.asarray(profile, np.float64)
     theta = np.linspace(0.0, 2 * np.pi, SEGMENTS + 1)
@@ -80,7 +80,9 @@ def revolution(profile, scale_xy=(1.0, 1.0), cells=((0, 0), (0, 2))) -> ShapeMes
         ring = side.vertices.reshape(len(prof), SEGMENTS + 1, 3)[end, :-1]
         centre = np.array([[0.0, 0.0, z[end]]])
         cap_verts = np.concatenate([centre, ring])
-        uv_local = 0.5 + 0.5 * np.concatenate([[[0.0, 0.0]], np.stack([np.cos(theta[:-1]), np.sin(theta[:-1])], 1)])
+        uv_local = 0.5 + 0.5 * np.concatenate(
+            [[[0.0, 0.0]], np.stack([np.cos(theta[:-1]), np.sin(theta[:-1])], 1)]
+        )
         idx = np.arange(SEGMENTS)
         faces = np.stack([np.zeros(SEGMENTS, np.int64), 1 + idx, 1 + (idx + 1) % SEGMENTS], 1)
         faces = faces[:, ::-1] if flip else faces
@@ -93,7 +95,14 @@ def box(size) -> ShapeMesh:
     half = np.asarray(size, np.float64) / 2.0
     parts = []
     # (normal axis, sign, atlas cell): +-y are the large label faces, +-x the narrow sides, +-z the ends
-    faces_spec = ((1, -1, (0, 0)), (0, 1, (0, 1)), (1, 1, (0, 2)), (0, -1, (1, 0)), (2, 1, (1, 1)), (2, -1, (1, 2)))
+    faces_spec = (
+        (1, -1, (0, 0)),
+        (0, 1, (0, 1)),
+        (1, 1, (0, 2)),
+        (0, -1, (1, 0)),
+        (2, 1, (1, 1)),
+        (2, -1, (1, 2)),
+    )
     for axis, sign, (row, col) in faces_spec:
         a, b = [k for k in range(3) if k != axis]
         s, t = np.meshgrid(np.linspace(-1, 1, 2), np.linspace(-1, 1, 2), indexing="ij")
@@ -109,7 +118,7 @@ def box(size) -> ShapeMesh:
 
 
 def handle(centre_x: float, reach: float, half_height: float, tube_radius: float) -> ShapeMesh:
-    """A mug handle: a tube swept along a half-ellipse in the x-z plane bulging towards +x (atlas cell (1, 2))."""
+    """A mug handle: a tube along a half-ellipse in the x-z plane, bulging towards +x (atlas cell (1, 2))."""
     sweep = np.linspace(-np.pi / 2, np.pi / 2, 17)
     ring = np.linspace(0.0, 2 * np.pi, 13)
     spine = np.stack([centre_x + reach * np.cos(sweep), np.zeros_like(sweep), half_height * np.sin(sweep)], 1)
@@ -117,8 +126,11 @@ def handle(centre_x: float, reach: float, half_height: float, tube_radius: float
     tangent /= np.linalg.norm(tangent, axis=1, keepdims=True)
     binormal = np.tile([0.0, 1.0, 0.0], (len(sweep), 1))
     normal = np.cross(binormal, tangent)
-    verts = (spine[:, None] + tube_radius * (np.cos(ring)[None, :, None] * normal[:, None]
-                                             + np.sin(ring)[None, :, None] * binormal[:, None])).reshape(-1, 3)
+    verts = (
+        spine[:, None]
+        + tube_radius
+        * (np.cos(ring)[None, :, None] * normal[:, None] + np.sin(ring)[None, :, None] * binormal[:, None])
+    ).reshape(-1, 3)
     u, v = np.meshgrid(ring / (2 * np.pi), np.linspace(0, 1, len(sweep)), indexing="xy")
     return ShapeMesh(verts, _grid_faces(len(sweep), len(ring)), _cell_uv(u.ravel(), v.ravel(), 1, 2))
 
@@ -164,8 +176,17 @@ def _can(radius: float, height: float, rim: float = 0.003) -> ShapeMesh:
 
 def _bottle() -> ShapeMesh:
     # mustard-bottle-like: an elliptical body (9.5 x 5.8 cm), a shoulder, a neck and a cap; 19 cm tall
-    profile = [(0.0, 0.85), (0.008, 1.0), (0.115, 1.0), (0.135, 0.8), (0.148, 0.42), (0.152, 0.34),
-               (0.17, 0.34), (0.172, 0.3), (0.19, 0.26)]
+    profile = [
+        (0.0, 0.85),
+        (0.008, 1.0),
+        (0.115, 1.0),
+        (0.135, 0.8),
+        (0.148, 0.42),
+        (0.152, 0.34),
+        (0.17, 0.34),
+        (0.172, 0.3),
+        (0.19, 0.26),
+    ]
     return _centred(revolution(profile, scale_xy=(0.0475, 0.029)))
 
 
@@ -205,7 +226,9 @@ def write_obj(path: Path, mesh: ShapeMesh, texture: np.ndarray) -> None:
     path = Path(path)
     tex_name, mtl_name = f"{path.stem}.png", f"{path.stem}.mtl"
     cv2.imwrite(str(path.with_name(tex_name)), cv2.cvtColor(np.flipud(texture), cv2.COLOR_RGB2BGR))
-    path.with_name(mtl_name).write_text(f"newmtl material_0\nKa 1 1 1\nKd 1 1 1\nKs 0 0 0\nmap_Kd {tex_name}\n")
+    path.with_name(mtl_name).write_text(
+        f"newmtl material_0\nKa 1 1 1\nKd 1 1 1\nKs 0 0 0\nmap_Kd {tex_name}\n"
+    )
     lines = [f"mtllib {mtl_name}", "usemtl material_0"]
     lines += [f"v {x:.6f} {y:.6f} {z:.6f}" for x, y, z in mesh.vertices]
     lines += [f"vt {u:.6f} {v:.6f}" for u, v in mesh.uv]

@@ -6,8 +6,8 @@ over a random textured background under random lights. Every sample is a
 :class:`~hfl_ros.data.sample.HandObjectSample` in the same frames as the dataset readers (OpenCV camera axes,
 metres, joints in JOINT_NAMES order), with visible (occluded) hand and object masks.
 
-Determinism: sample ``i`` of a generator with seed ``s`` depends only on (s, i) and the configuration; the same
-pair gives bit-identical images and annotations (OSMesa is a deterministic software rasteriser).
+Determinism: sample ``i`` of a generator with seed ``s`` depends only on (s, i) and the configuration; the
+same pair gives bit-identical images and annotations (OSMesa is a deterministic software rasteriser).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ DEFAULT_CLASS_IDS: tuple[str, ...] = ("2", "4", "5", "14")
 
 @dataclass(frozen=True)
 class SceneConfig:
-    """What the random scenes look like. Focal lengths are given for a 640 px wide image and scale with width."""
+    """What the random scenes look like. Focal lengths are for 640 px wide images and scale with width."""
 
     image_size: tuple[int, int] = (640, 480)
     focal_range: tuple[float, float] = (500.0, 650.0)
@@ -57,7 +57,7 @@ class SceneSpec:
     side: Side
     betas: np.ndarray  # (10,)
     grasp: Grasp  # hand placement in the object frame
-    object_R: np.ndarray  # (3, 3) object -> camera
+    object_R: np.ndarray  # noqa: N815 (3, 3) object -> camera, named as in HandObjectSample
     object_t: np.ndarray  # (3,)
     K: np.ndarray  # (3, 3)
     image_size: tuple[int, int]
@@ -77,11 +77,13 @@ def _random_rotation(rng: np.random.Generator) -> np.ndarray:
     q = rng.normal(size=4)
     q /= np.linalg.norm(q)
     w, x, y, z = q
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-    ])
+    return np.array(
+        [
+            [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+            [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+            [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+        ]
+    )
 
 
 def _tight_box(points: np.ndarray) -> np.ndarray:
@@ -111,7 +113,9 @@ class SyntheticScenes:
         self.cache_dir = Path(cache_dir)
         unknown = [c for c in self.config.class_ids if c not in object_shapes()]
         if unknown:
-            raise ValueError(f"no synthetic object for class ids {unknown}; available: {list(object_shapes())}")
+            raise ValueError(
+                f"no synthetic object for class ids {unknown}; available: {list(object_shapes())}"
+            )
         self.shapes: dict[str, ObjectShape] = {c: object_shapes()[c] for c in self.config.class_ids}
         self.object_model_dir = write_object_models(self.cache_dir / "object_models", self.config.class_ids)
         if hand_model_dir is None:
@@ -122,43 +126,51 @@ class SyntheticScenes:
                     write_standin_hand_model(hand_model_dir / name, side=side, seed=STANDIN_HAND_SEED)
         self.hand_model_dir = Path(hand_model_dir)
         self._layers = {
-            side: ManoLayer(find_hand_model_file(self.hand_model_dir, side.value), side=side.value,
-                            flat_hand_mean=True, center_idx=None)
+            side: ManoLayer(
+                find_hand_model_file(self.hand_model_dir, side.value),
+                side=side.value,
+                flat_hand_mean=True,
+                center_idx=None,
+            )
             for side in Side
         }
         self._renderer: SceneRenderer | None = None
         self._control_points = {c: control_points(s.points) for c, s in self.shapes.items()}
 
-    # -- hand model --------------------------------------------------------------------------------------------
+    # -- hand model ------------------------------------------------------------------------------------------
     def hand_faces(self, side: Side) -> np.ndarray:
         return self._layers[Side(side)].faces
 
     def mano(self, side: Side, pose: np.ndarray, betas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(verts (778, 3), joints (21, 3)) in metres, MANO translation zero (the wrist at its rest position)."""
+        """(verts (778, 3), joints (21, 3)) in metres, zero MANO translation (wrist at its rest place)."""
         torch = self._torch
         with torch.no_grad():
             verts, joints = self._layers[Side(side)](
                 torch.as_tensor(np.asarray(pose, np.float32).reshape(1, 48)),
-                torch.as_tensor(np.asarray(betas, np.float32).reshape(1, 10)))
+                torch.as_tensor(np.asarray(betas, np.float32).reshape(1, 10)),
+            )
         return verts[0].double().numpy(), joints[0].double().numpy()
 
     def anatomy(self, side: Side, betas: np.ndarray) -> HandAnatomy:
         _, rest = self.mano(side, np.zeros(48), betas)
         return hand_anatomy(rest, side)
 
-    # -- random scene ------------------------------------------------------------------------------------------
+    # -- random scene ----------------------------------------------------------------------------------------
     def _camera(self, rng: np.random.Generator) -> np.ndarray:
         width, height = self.config.image_size
         scale = width / 640.0
         f = rng.uniform(*self.config.focal_range) * scale
-        return np.array([
-            [f, 0.0, width / 2.0 + rng.normal(0, 4.0) * scale],
-            [0.0, f * rng.uniform(0.99, 1.01), height / 2.0 + rng.normal(0, 4.0) * scale],
-            [0.0, 0.0, 1.0],
-        ])
+        return np.array(
+            [
+                [f, 0.0, width / 2.0 + rng.normal(0, 4.0) * scale],
+                [0.0, f * rng.uniform(0.99, 1.01), height / 2.0 + rng.normal(0, 4.0) * scale],
+                [0.0, 0.0, 1.0],
+            ]
+        )
 
-    def _object_pose(self, rng: np.random.Generator, K: np.ndarray, grasp: Grasp, distance_range,
-                     centre_range) -> tuple[np.ndarray, np.ndarray]:
+    def _object_pose(
+        self, rng: np.random.Generator, K: np.ndarray, grasp: Grasp, distance_range, centre_range
+    ) -> tuple[np.ndarray, np.ndarray]:
         width, height = self.config.image_size
         while True:  # keep the palm side of the object towards the camera more often than not
             R = _random_rotation(rng)
@@ -174,7 +186,7 @@ class SyntheticScenes:
         for _ in range(int(rng.integers(1, 3))):
             direction = np.array([rng.uniform(-1, 1), rng.uniform(-0.3, 1.0), rng.uniform(0.4, 1.5)])
             colour = np.clip(1.0 - np.abs(rng.normal(0, 0.08, 3)), 0.0, 1.0)
-            lights.append(Light(direction / np.linalg.norm(direction), colour, float(rng.uniform(1.0, 3.2))))
+            lights.append(Light(direction / np.linalg.norm(direction), colour, float(rng.uniform(0.8, 2.6))))
         return {
             "texture": jitter_texture(rng, shape.texture),
             "skin": skin_vertex_colours(rng, rest_verts),
@@ -187,11 +199,13 @@ class SyntheticScenes:
             "noise_seed": int(rng.integers(2**31)),
         }
 
-    def random_spec(self, rng: np.random.Generator, *, distance_range=None, centre_range=(0.3, 0.7)) -> SceneSpec:
+    def random_spec(
+        self, rng: np.random.Generator, *, distance_range=None, centre_range=(0.3, 0.7)
+    ) -> SceneSpec:
         """A random scene whose hand and object project inside the image (not yet checked for occlusion).
 
-        ``distance_range`` (default: the config's) bounds the object's depth, ``centre_range`` where its centre
-        projects, as fractions of the image size.
+        ``distance_range`` (default: the config's) bounds the object's depth, ``centre_range`` where its
+        centre projects, as fractions of the image size.
         """
         distance_range = distance_range or self.config.distance_range
         class_id = str(rng.choice(list(self.config.class_ids)))
@@ -204,8 +218,17 @@ class SyntheticScenes:
         for _ in range(self.config.max_attempts):
             grasp = sample_grasp(rng, anatomy, shape)
             object_R, object_t = self._object_pose(rng, K, grasp, distance_range, centre_range)
-            spec = SceneSpec(class_id, side, betas, grasp, object_R, object_t, K, self.config.image_size,
-                             **self._appearance(rng, shape, len(rest_verts), rest_verts))
+            spec = SceneSpec(
+                class_id,
+                side,
+                betas,
+                grasp,
+                object_R,
+                object_t,
+                K,
+                self.config.image_size,
+                **self._appearance(rng, shape, len(rest_verts), rest_verts),
+            )
             if self._inside_image(spec):
                 return spec
         return spec
@@ -230,7 +253,7 @@ class SyntheticScenes:
         m = self.config.margin_px
         return bool(np.all((uv >= m) & (uv <= np.array([width - 1 - m, height - 1 - m]))))
 
-    # -- rendering ---------------------------------------------------------------------------------------------
+    # -- rendering -------------------------------------------------------------------------------------------
     def render(self, spec: SceneSpec, *, meta: dict | None = None) -> HandObjectSample:
         """Render a scene into a sample (image in memory, masks, all annotations)."""
         if self._renderer is None:
@@ -240,11 +263,21 @@ class SyntheticScenes:
         faces = self.hand_faces(spec.side)
         obj_verts = shape.mesh.vertices @ spec.object_R.T + spec.object_t
         out = self._renderer.render(
-            spec.K, spec.image_size,
-            [MeshInput(verts, faces, colours=spec.skin, roughness=0.75, double_sided=True),
-             MeshInput(obj_verts, shape.mesh.faces, uv=shape.mesh.uv, texture=spec.texture,
-                       roughness=spec.object_roughness)],
-            spec.lights, spec.ambient)
+            spec.K,
+            spec.image_size,
+            [
+                MeshInput(verts, faces, colours=spec.skin, roughness=0.75, double_sided=True),
+                MeshInput(
+                    obj_verts,
+                    shape.mesh.faces,
+                    uv=shape.mesh.uv,
+                    texture=spec.texture,
+                    roughness=spec.object_roughness,
+                ),
+            ],
+            spec.lights,
+            spec.ambient,
+        )
         hand_depth, object_depth = out.depths
         hand_full, object_full = hand_depth > 0, object_depth > 0
         hand_mask = hand_full & (~object_full | (hand_depth <= object_depth))
@@ -298,19 +331,21 @@ class SyntheticScenes:
         out += rng.normal(0.0, spec.noise_sigma, out.shape).astype(np.float32)
         return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
-    # -- datasets and sequences --------------------------------------------------------------------------------
+    # -- datasets and sequences ------------------------------------------------------------------------------
     def sample(self, index: int) -> HandObjectSample:
-        """Sample ``index``: random scenes from the generator (seed, index), the first sufficiently visible one."""
+        """Sample ``index``: the first visible enough random scene drawn from the generator (seed, index)."""
         rng = np.random.default_rng([self.seed, int(index)])
         best = None
         for attempt in range(self.config.max_attempts):
-            sample = self.render(self.random_spec(rng), meta={"seed": self.seed, "index": int(index),
-                                                              "attempt": attempt})
+            sample = self.render(
+                self.random_spec(rng), meta={"seed": self.seed, "index": int(index), "attempt": attempt}
+            )
             visible = min(sample.meta["hand_visible_fraction"], sample.meta["object_visible_fraction"])
             if visible >= self.config.min_visible_fraction:
                 return sample
-            if best is None or visible > min(best.meta["hand_visible_fraction"],
-                                             best.meta["object_visible_fraction"]):
+            if best is None or visible > min(
+                best.meta["hand_visible_fraction"], best.meta["object_visible_fraction"]
+            ):
                 best = sample
         return best
 
@@ -341,8 +376,13 @@ class SyntheticScenes:
             R = axis_angle_to_matrix(angles * 0.5 + spin_axis * 0.6 * np.sin(2 * np.pi * 0.15 * t))
             curl = 1.0 + 0.2 * np.sin(2 * np.pi * 0.5 * t + phase[0])
             grasp = replace(base.grasp, finger_pose=base.grasp.finger_pose * curl)
-            spec = replace(base, object_R=R @ base.object_R, object_t=base.object_t + offset, grasp=grasp,
-                           noise_seed=int(base.noise_seed + frame))
+            spec = replace(
+                base,
+                object_R=R @ base.object_R,
+                object_t=base.object_t + offset,
+                grasp=grasp,
+                noise_seed=int(base.noise_seed + frame),
+            )
             yield self.render(spec, meta={"seed": self.seed, "index": int(index), "frame": frame})
 
     def close(self) -> None:

@@ -22,7 +22,9 @@ SKIN_TONES: tuple[tuple[float, float, float], ...] = (
 )
 
 
-def value_noise(rng: np.random.Generator, height: int, width: int, cells: int, octaves: int = 3) -> np.ndarray:
+def value_noise(
+    rng: np.random.Generator, height: int, width: int, cells: int, octaves: int = 3
+) -> np.ndarray:
     """Smooth noise in [0, 1], (H, W) float32: bicubic-upsampled random grids summed over octaves."""
     out = np.zeros((height, width), np.float32)
     weight_sum = 0.0
@@ -38,7 +40,9 @@ def value_noise(rng: np.random.Generator, height: int, width: int, cells: int, o
 
 def random_colour(rng: np.random.Generator, saturation=(0.3, 1.0), value=(0.2, 1.0)) -> np.ndarray:
     """An RGB colour in [0, 255] (float) with a random hue and the given saturation and value ranges."""
-    hsv = np.array([[[rng.uniform(0, 180), rng.uniform(*saturation) * 255, rng.uniform(*value) * 255]]], np.float32)
+    hsv = np.array(
+        [[[rng.uniform(0, 180), rng.uniform(*saturation) * 255, rng.uniform(*value) * 255]]], np.float32
+    )
     return cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2RGB)[0, 0].astype(np.float32)
 
 

@@ -1,4 +1,4 @@
-"""Write the demo model's synthetic dataset in the HO3D layout: ``python -m hfl_ros.demo.make_dataset --out DIR``.
+"""The demo model's synthetic dataset in the HO3D layout: ``python -m hfl_ros.demo.make_dataset --out DIR``.
 
 DIR/train (seed 0) and DIR/evaluation (seed 1, disjoint scenes) hold 640x480 JPEG frames (HO3D v3 style) with
 meta pickles and masks, DIR/models the object models by YCB name, and DIR/hand_models the stand-in hand models
@@ -21,8 +21,15 @@ TRAIN_SEED = 0
 EVALUATION_SEED = 1
 
 
-def make_dataset(out, *, train: int, evaluation: int, image_size=(640, 480), progress: bool = True,
-                 image_format: str = "jpg") -> dict[str, int]:
+def make_dataset(
+    out,
+    *,
+    train: int,
+    evaluation: int,
+    image_size=(640, 480),
+    progress: bool = True,
+    image_format: str = "jpg",
+) -> dict[str, int]:
     """Render and write both splits; returns the frame count of each."""
     out = Path(out)
     counts = {}
@@ -38,23 +45,37 @@ def make_dataset(out, *, train: int, evaluation: int, image_size=(640, 480), pro
 
         # The cache holds the stand-in hand models used for the MANO targets: DIR/hand_models.
         with SyntheticScenes(out, SceneConfig(image_size=image_size), seed=seed) as scenes:
-            counts[split] = write_ho3d_split(out, split, scenes.samples(count), image_format=image_format,
-                                             sequence_prefix=f"S{seed}_", progress=report)
+            counts[split] = write_ho3d_split(
+                out,
+                split,
+                scenes.samples(count),
+                image_format=image_format,
+                sequence_prefix=f"S{seed}_",
+                progress=report,
+            )
     return counts
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, type=Path, help="dataset root to write")
-    parser.add_argument("--train", type=int, default=6000, help="training frames (default 6000)")
+    parser.add_argument("--train", type=int, default=4000, help="training frames (default 4000)")
     parser.add_argument("--evaluation", type=int, default=300, help="held-out frames (default 300)")
-    parser.add_argument("--size", type=parse_size, default=(640, 480), help="image size WxH (default 640x480)")
+    parser.add_argument(
+        "--size", type=parse_size, default=(640, 480), help="image size WxH (default 640x480)"
+    )
     parser.add_argument("--png", action="store_true", help="write PNG images (HO3D v2) instead of JPEG")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
 
 
 def run(args: argparse.Namespace) -> int:
-    counts = make_dataset(args.out, train=args.train, evaluation=args.evaluation, image_size=args.size,
-                          progress=not args.quiet, image_format="png" if args.png else "jpg")
+    counts = make_dataset(
+        args.out,
+        train=args.train,
+        evaluation=args.evaluation,
+        image_size=args.size,
+        progress=not args.quiet,
+        image_format="png" if args.png else "jpg",
+    )
     print(f"wrote {args.out}: " + ", ".join(f"{k} {v} frames" for k, v in counts.items()))
     return 0
 

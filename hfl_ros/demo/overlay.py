@@ -1,7 +1,7 @@
 """Drawing estimates over images with OpenCV: a shaded hand mesh, the hand skeleton, object axes and 3D box.
 
-Meshes are drawn as flat-shaded triangles, far to near (painter's algorithm), blended over the image. This needs
-no OpenGL, so pictures can be made anywhere the labels can be read.
+Meshes are drawn as flat-shaded triangles, far to near (painter's algorithm), blended over the image. This
+needs no OpenGL, so pictures can be made anywhere the labels can be read.
 """
 
 from __future__ import annotations
@@ -14,7 +14,18 @@ from ..hand_joints import BONES
 
 #: Control-point corner pairs that are the 12 edges of the object's 3D bounding box (spec §6 corner order).
 BOX_EDGES: tuple[tuple[int, int], ...] = (
-    (0, 1), (2, 3), (4, 5), (6, 7), (0, 2), (1, 3), (4, 6), (5, 7), (0, 4), (1, 5), (2, 6), (3, 7),
+    (0, 1),
+    (2, 3),
+    (4, 5),
+    (6, 7),
+    (0, 2),
+    (1, 3),
+    (4, 6),
+    (5, 7),
+    (0, 4),
+    (1, 5),
+    (2, 6),
+    (3, 7),
 )
 HAND_COLOUR = np.array([90.0, 170.0, 255.0])  # RGB
 SKELETON_COLOUR = (255, 255, 255)
@@ -22,8 +33,14 @@ AXIS_COLOURS = ((255, 40, 40), (40, 220, 40), (60, 90, 255))  # x red, y green, 
 BOX_COLOUR = (255, 220, 0)
 
 
-def draw_mesh(image: np.ndarray, vertices: np.ndarray, faces: np.ndarray, K: np.ndarray,
-              colour=HAND_COLOUR, alpha: float = 0.65) -> np.ndarray:
+def draw_mesh(
+    image: np.ndarray,
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    K: np.ndarray,
+    colour=HAND_COLOUR,
+    alpha: float = 0.65,
+) -> np.ndarray:
     """Blend a flat-shaded mesh (camera-frame vertices, metres) into an RGB image; returns a new image."""
     verts = np.asarray(vertices, np.float64)
     if len(verts) == 0 or not np.all(np.isfinite(verts)) or verts[:, 2].min() <= 1e-3:
@@ -48,14 +65,16 @@ def draw_mesh(image: np.ndarray, vertices: np.ndarray, faces: np.ndarray, K: np.
 
 
 def _pt(p) -> tuple[int, int]:
-    return int(round(float(p[0]))), int(round(float(p[1])))
+    return round(float(p[0])), round(float(p[1]))
 
 
 def _finite(points) -> bool:
     return bool(np.all(np.isfinite(np.asarray(points, np.float64))))
 
 
-def draw_skeleton(image: np.ndarray, joints2d: np.ndarray, colour=SKELETON_COLOUR, thickness: int = 1) -> None:
+def draw_skeleton(
+    image: np.ndarray, joints2d: np.ndarray, colour=SKELETON_COLOUR, thickness: int = 1
+) -> None:
     """Draw the 20 bones and 21 joints (image px) in place."""
     if not _finite(joints2d):
         return
@@ -65,8 +84,16 @@ def draw_skeleton(image: np.ndarray, joints2d: np.ndarray, colour=SKELETON_COLOU
         cv2.circle(image, _pt(p), max(1, thickness + 1), colour, -1, cv2.LINE_AA)
 
 
-def draw_object(image: np.ndarray, R: np.ndarray, t: np.ndarray, K: np.ndarray, control_points3d: np.ndarray,
-                axis_length: float = 0.05, box_colour=BOX_COLOUR, thickness: int = 2) -> None:
+def draw_object(
+    image: np.ndarray,
+    R: np.ndarray,
+    t: np.ndarray,
+    K: np.ndarray,
+    control_points3d: np.ndarray,
+    axis_length: float = 0.05,
+    box_colour=BOX_COLOUR,
+    thickness: int = 2,
+) -> None:
     """Draw an object pose in place: its 3D bounding box and its frame axes (x red, y green, z blue)."""
     R, t = np.asarray(R, np.float64), np.asarray(t, np.float64).reshape(3)
     if not (_finite(R) and _finite(t)) or t[2] <= 1e-3:

@@ -1,7 +1,7 @@
 """The demo's outputs after labeling: estimates compared with the ground-truth topic, pictures and a summary.
 
-Estimates are read from the labeled bag's HandObjectPoseArray topic and the ground truth from the sample bag's,
-matched by header stamp, and scored with the training metrics (:mod:`hfl_ros.train.metrics`).
+Estimates are read from the labeled bag's HandObjectPoseArray topic and the ground truth from the sample
+bag's, matched by header stamp, and scored with the training metrics (:mod:`hfl_ros.train.metrics`).
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ from .overlay import draw_caption, draw_mesh, draw_object, draw_skeleton
 from .sample_bag import CAMERA_INFO_TOPIC, GROUND_TRUTH_TOPIC, IMAGE_TOPIC
 
 SYNTHETIC_ONLY_NOTE = (
-    "The demo model was trained only on synthetic scenes of the stand-in hand model (which is not MANO) holding "
-    "four synthetic YCB-like objects. It knows nothing else and does not work on real camera images; for real "
-    "cameras use the official HFL-Net checkpoint with MANO and the YCB models (see docs/demo.md)."
+    "The demo model was trained only on synthetic scenes of the stand-in hand model (which is not MANO) "
+    "holding four synthetic YCB-like objects. It knows nothing else and does not work on real camera images; "
+    "for real cameras use the official HFL-Net checkpoint with MANO and the YCB models (see docs/demo.md)."
 )
 _NO_HAND = {Status.BAD_INPUT, Status.INTERNAL_ERROR}
 
@@ -45,7 +45,7 @@ class PoseEntry:
     translation_valid: bool
     object_class: str
     object_valid: bool
-    object_R: np.ndarray
+    object_R: np.ndarray  # noqa: N815 (named as in HandObjectSample)
     object_t: np.ndarray
 
     @property
@@ -63,24 +63,26 @@ def entries_from_msg(msg: Any) -> list[PoseEntry]:
     for pose in msg.poses:
         hand, obj = pose.hand, pose.object
         q = obj.pose.orientation
-        out.append(PoseEntry(
-            status=Status(int(pose.status)),
-            side=Side.RIGHT if int(hand.side) == 0 else Side.LEFT,
-            joints=_xyz(hand.joints),
-            joints2d=np.array([[p.x, p.y] for p in hand.joints_2d], np.float64).reshape(-1, 2),
-            verts=_xyz(hand.vertices),
-            translation_valid=bool(hand.translation_valid),
-            object_class=str(obj.class_id),
-            object_valid=bool(obj.valid),
-            object_R=tq.quat2mat([q.w, q.x, q.y, q.z]),
-            object_t=_xyz([obj.pose.position])[0],
-        ))
+        out.append(
+            PoseEntry(
+                status=Status(int(pose.status)),
+                side=Side.RIGHT if int(hand.side) == 0 else Side.LEFT,
+                joints=_xyz(hand.joints),
+                joints2d=np.array([[p.x, p.y] for p in hand.joints_2d], np.float64).reshape(-1, 2),
+                verts=_xyz(hand.vertices),
+                translation_valid=bool(hand.translation_valid),
+                object_class=str(obj.class_id),
+                object_valid=bool(obj.valid),
+                object_R=tq.quat2mat([q.w, q.x, q.y, q.z]),
+                object_t=_xyz([obj.pose.position])[0],
+            )
+        )
     return out
 
 
 @dataclass
 class DemoFrame:
-    """One frame of the clip with its ground truth and the estimate of the same hand (None if there is none)."""
+    """One frame of the clip with its ground truth and the estimate of the same hand (None if none)."""
 
     index: int
     stamp_ns: int
@@ -113,8 +115,16 @@ def load_frames(input_bag: Path, labeled_bag: Path, poses_topic: str) -> list[De
         est = entries_from_msg(estimates[stamp]) if stamp in estimates else []
         truth = gt[0] if gt else None
         same_side = [e for e in est if truth is None or e.side is truth.side]
-        frames.append(DemoFrame(index, stamp, image_to_rgb(images[stamp]), camera_info_to_K(infos[stamp]), truth,
-                                same_side[0] if same_side else None))
+        frames.append(
+            DemoFrame(
+                index,
+                stamp,
+                image_to_rgb(images[stamp]),
+                camera_info_to_K(infos[stamp]),
+                truth,
+                same_side[0] if same_side else None,
+            )
+        )
     return frames
 
 
@@ -139,8 +149,13 @@ def score_frames(frames: list[DemoFrame], object_models: ObjectModelLibrary) -> 
         else:
             hand_found += 1
             verts_ok = len(est.verts) and len(est.verts) == len(gt.verts)
-            errors = hand.add(est.joints, gt.joints, pred_verts=est.verts if verts_ok else None,
-                              gt_verts=gt.verts if verts_ok else None, translation_valid=est.translation_valid)
+            errors = hand.add(
+                est.joints,
+                gt.joints,
+                pred_verts=est.verts if verts_ok else None,
+                gt_verts=gt.verts if verts_ok else None,
+                translation_valid=est.translation_valid,
+            )
             frame.errors.update({k: v for k, v in errors.items() if v is not None})
         if gt.object_class in object_models:
             model = object_models.get(gt.object_class)
@@ -148,8 +163,17 @@ def score_frames(frames: list[DemoFrame], object_models: ObjectModelLibrary) -> 
                 objects.add_missing(gt.object_class)
             else:
                 object_valid += int(est.object_valid)
-                errors = objects.add(gt.object_class, model.points, model.diameter, est.object_R, est.object_t,
-                                     gt.object_R, gt.object_t, frame.K, valid=est.object_valid)
+                errors = objects.add(
+                    gt.object_class,
+                    model.points,
+                    model.diameter,
+                    est.object_R,
+                    est.object_t,
+                    gt.object_R,
+                    gt.object_t,
+                    frame.K,
+                    valid=est.object_valid,
+                )
                 frame.errors.update({f"object_{k}": v for k, v in errors.items()})
     n = sum(f.ground_truth is not None for f in frames)
     hand_summary, object_summary = hand.summary(), objects.summary()
@@ -166,7 +190,9 @@ def score_frames(frames: list[DemoFrame], object_models: ObjectModelLibrary) -> 
     }
 
 
-def overlay_image(frame: DemoFrame, faces: dict[Side, np.ndarray], object_models: ObjectModelLibrary) -> np.ndarray:
+def overlay_image(
+    frame: DemoFrame, faces: dict[Side, np.ndarray], object_models: ObjectModelLibrary
+) -> np.ndarray:
     """The frame with the estimated hand mesh, skeleton, object box and axes drawn over it."""
     image = frame.image.copy()
     est = frame.estimate
@@ -175,8 +201,9 @@ def overlay_image(frame: DemoFrame, faces: dict[Side, np.ndarray], object_models
             image = draw_mesh(image, est.verts, faces[est.side], frame.K)
         draw_skeleton(image, est.joints2d)
         if est.object_valid and est.object_class in object_models:
-            draw_object(image, est.object_R, est.object_t, frame.K,
-                        object_models.get(est.object_class).control_points)
+            draw_object(
+                image, est.object_R, est.object_t, frame.K, object_models.get(est.object_class).control_points
+            )
     return image
 
 
@@ -189,8 +216,11 @@ def caption(frame: DemoFrame) -> list[str]:
     if "pa_mpjpe" in frame.errors:
         lines.append(f"hand PA-MPJPE {frame.errors['pa_mpjpe'] * 1000:.1f} mm")
     if "object_add" in frame.errors:
-        lines.append(f"object ADD {frame.errors['object_add'] * 1000:.0f} mm" if est.object_valid
-                     else "object: no pose")
+        lines.append(
+            f"object ADD {frame.errors['object_add'] * 1000:.0f} mm"
+            if est.object_valid
+            else "object: no pose"
+        )
     return lines
 
 
@@ -199,8 +229,9 @@ def _resize(image: np.ndarray, width: int) -> np.ndarray:
     return np.array(Image.fromarray(image).resize((width, height), Image.Resampling.LANCZOS))
 
 
-def picture_sheet(frames: list[DemoFrame], overlays: list[np.ndarray], rows: int = 4,
-                  panel_width: int = 480) -> np.ndarray:
+def picture_sheet(
+    frames: list[DemoFrame], overlays: list[np.ndarray], rows: int = 4, panel_width: int = 480
+) -> np.ndarray:
     """Rows of [input | overlay] for ``rows`` frames spread evenly over the clip."""
     picks = np.unique(np.linspace(0, len(frames) - 1, min(rows, len(frames))).round().astype(int))
     gap = 4
@@ -218,7 +249,9 @@ def picture_sheet(frames: list[DemoFrame], overlays: list[np.ndarray], rows: int
     return np.concatenate(out, axis=0)
 
 
-def write_gif(path: Path, frames: list[DemoFrame], overlays: list[np.ndarray], fps: float, width: int = 320) -> None:
+def write_gif(
+    path: Path, frames: list[DemoFrame], overlays: list[np.ndarray], fps: float, width: int = 320
+) -> None:
     """An animated GIF of the overlays, captioned, looping."""
     images = []
     for frame, overlay in zip(frames, overlays):
@@ -242,7 +275,8 @@ def summary_markdown(summary: dict[str, Any]) -> str:
         f"**{SYNTHETIC_ONLY_NOTE}**",
         "",
         f"Sample bag: `{summary['input_bag']}` ({summary['frames']} frames). Labeled with `hfl-ros label` "
-        f"through the Estimator, checkpoint `{summary['checkpoint']}`; output bag `{summary['labeled_bag']}`.",
+        f"through the Estimator, checkpoint `{summary['checkpoint']}`; output bag "
+        f"`{summary['labeled_bag']}`.",
         "",
         "| metric | value |",
         "|---|---|",
@@ -256,12 +290,15 @@ def summary_markdown(summary: dict[str, Any]) -> str:
         f"| object REP-5 (reprojection within 5 px) | {_fmt(summary['rep5'], 100, 0, ' %')} of frames |",
     ]
     for cid, stats in per_class.items():
-        lines.append(f"| object ADD-0.1D, class {cid} ({stats['name']}, {stats['frames']} frames) | "
-                     f"{_fmt(stats['add_01d'], 100, 0, ' %')} |")
+        lines.append(
+            f"| object ADD-0.1D, class {cid} ({stats['name']}, {stats['frames']} frames) | "
+            f"{_fmt(stats['add_01d'], 100, 0, ' %')} |"
+        )
     lines += [
         "",
-        "Frames where the simulated detector missed the hand count as failures. ADD-0.1D: ADD at most 10 % of "
-        "the object's bounding-box diagonal; REP-5: mean reprojection error of the model points at most 5 px.",
+        "Frames where the simulated detector missed the hand count as failures. ADD-0.1D: ADD at most 10 % "
+        "of the object's bounding-box diagonal; REP-5: mean reprojection error of the model points at most "
+        "5 px.",
         "",
         "Pictures: `picture_sheet.png` (input | estimate), `overlays.gif`.",
         "",

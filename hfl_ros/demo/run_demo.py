@@ -6,7 +6,8 @@
 4. compares the estimates with the bag's ground-truth topic and draws them: ``DIR/summary.md``,
    ``DIR/summary.json``, ``DIR/picture_sheet.png`` and ``DIR/overlays.gif``.
 
-The demo model knows only synthetic scenes; docs/demo.md says how to switch to the official checkpoint and MANO.
+The demo model knows only synthetic scenes; docs/demo.md says how to switch to the official checkpoint and
+MANO.
 """
 
 from __future__ import annotations
@@ -83,8 +84,17 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def run_demo(out: Path, *, checkpoint=None, frames: int = 45, size=(640, 480), seed: int = 0, device="cpu",
-             progress: bool = True, sheet_rows: int = 4) -> dict[str, Any]:
+def run_demo(
+    out: Path,
+    *,
+    checkpoint=None,
+    frames: int = 45,
+    size=(640, 480),
+    seed: int = 0,
+    device="cpu",
+    progress: bool = True,
+    sheet_rows: int = 4,
+) -> dict[str, Any]:
     """Run the whole demo into ``out``; returns the summary."""
     from ..bag.label import LabelOptions, label_bag
     from ..bag.label_output import BAG_DIR, JSONL, OutputTopics
@@ -108,27 +118,43 @@ def run_demo(out: Path, *, checkpoint=None, frames: int = 45, size=(640, 480), s
     if labels.exists():  # a previous demo run: start afresh
         shutil.rmtree(labels)
     print(f"labeling {bag} with {checkpoint} -> {labels}", file=sys.stderr)
-    options = LabelOptions(bag=bag, out=labels, checkpoint_path=str(checkpoint), mano_dir=str(hand_dir),
-                           object_models_dir=str(models_dir), device=device, with_vertices=True,
-                           progress=progress)
+    options = LabelOptions(
+        bag=bag,
+        out=labels,
+        checkpoint_path=str(checkpoint),
+        mano_dir=str(hand_dir),
+        object_models_dir=str(models_dir),
+        device=device,
+        with_vertices=True,
+        progress=progress,
+    )
     label_bag(options)
 
     object_models = ObjectModelLibrary(models_dir)
-    faces = {side: np.asarray(load_hand_model_file(find_hand_model_file(hand_dir, side.value))["f"], np.int64)
-             for side in Side}
+    faces = {
+        side: np.asarray(load_hand_model_file(find_hand_model_file(hand_dir, side.value))["f"], np.int64)
+        for side in Side
+    }
     demo_frames = report.load_frames(bag, labels / BAG_DIR, OutputTopics().poses)
     summary = report.score_frames(demo_frames, object_models)
-    summary.update({
-        "note": report.SYNTHETIC_ONLY_NOTE,
-        "checkpoint": str(checkpoint),
-        "input_bag": str(bag),
-        "labeled_bag": str(labels / BAG_DIR),
-        "labels_jsonl": str(labels / JSONL),
-    })
+    summary.update(
+        {
+            "note": report.SYNTHETIC_ONLY_NOTE,
+            "checkpoint": str(checkpoint),
+            "input_bag": str(bag),
+            "labeled_bag": str(labels / BAG_DIR),
+            "labels_jsonl": str(labels / JSONL),
+        }
+    )
     overlays = [report.overlay_image(f, faces, object_models) for f in demo_frames]
-    Image.fromarray(report.picture_sheet(demo_frames, overlays, rows=sheet_rows)).save(out / "picture_sheet.png")
-    fps = (len(demo_frames) - 1) * 1e9 / max(demo_frames[-1].stamp_ns - demo_frames[0].stamp_ns, 1) \
-        if len(demo_frames) > 1 else 15.0
+    Image.fromarray(report.picture_sheet(demo_frames, overlays, rows=sheet_rows)).save(
+        out / "picture_sheet.png"
+    )
+    fps = (
+        (len(demo_frames) - 1) * 1e9 / max(demo_frames[-1].stamp_ns - demo_frames[0].stamp_ns, 1)
+        if len(demo_frames) > 1
+        else 15.0
+    )
     report.write_gif(out / "overlays.gif", demo_frames, overlays, fps)
     summary = _clean(summary)
     report.write_summary(out, summary)
@@ -136,11 +162,16 @@ def run_demo(out: Path, *, checkpoint=None, frames: int = 45, size=(640, 480), s
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output directory (default {DEFAULT_OUT})")
+    parser.add_argument(
+        "--out", type=Path, default=DEFAULT_OUT, help=f"output directory (default {DEFAULT_OUT})"
+    )
     parser.add_argument("--frames", type=int, default=45, help="frames of the sample bag (default 45)")
-    parser.add_argument("--checkpoint", default=None,
-                        help=f"model checkpoint (default: the demo model, {DEFAULT_CHECKPOINT})")
-    parser.add_argument("--size", type=parse_size, default=(640, 480), help="image size WxH (default 640x480)")
+    parser.add_argument(
+        "--checkpoint", default=None, help=f"model checkpoint (default: the demo model, {DEFAULT_CHECKPOINT})"
+    )
+    parser.add_argument(
+        "--size", type=parse_size, default=(640, 480), help="image size WxH (default 640x480)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="sample bag scene seed (default 0)")
     parser.add_argument("--device", default="cpu", help="inference device (default cpu)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -149,8 +180,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.frames < 1:
         raise InputError(f"--frames must be at least 1, got {args.frames}")
-    summary = run_demo(args.out, checkpoint=args.checkpoint, frames=args.frames, size=args.size, seed=args.seed,
-                       device=args.device, progress=not args.no_progress)
+    summary = run_demo(
+        args.out,
+        checkpoint=args.checkpoint,
+        frames=args.frames,
+        size=args.size,
+        seed=args.seed,
+        device=args.device,
+        progress=not args.no_progress,
+    )
 
     def pct(v):
         return "n/a" if v is None else f"{100 * v:.0f}%"
@@ -159,8 +197,10 @@ def run(args: argparse.Namespace) -> int:
         return "n/a" if v is None else f"{v:.1f} mm"
 
     print(f"demo outputs in {args.out}: summary.md, picture_sheet.png, overlays.gif, labels/")
-    print(f"hand PA-MPJPE {mm(summary['pa_mpjpe_mm'])}, MPJPE {mm(summary['mpjpe_mm'])}, "
-          f"object ADD-0.1D {pct(summary['add_0.1d'])}, REP-5 {pct(summary['rep5'])}, "
-          f"hand estimated in {pct(summary['hand_detection_rate'])} of frames")
+    print(
+        f"hand PA-MPJPE {mm(summary['pa_mpjpe_mm'])}, MPJPE {mm(summary['mpjpe_mm'])}, "
+        f"object ADD-0.1D {pct(summary['add_0.1d'])}, REP-5 {pct(summary['rep5'])}, "
+        f"hand estimated in {pct(summary['hand_detection_rate'])} of frames"
+    )
     print("note: the demo model knows only synthetic scenes (see summary.md)")
     return 0

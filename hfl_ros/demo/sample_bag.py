@@ -2,10 +2,10 @@
 
 Topics (stamps start at :data:`START_TIME_NS` and advance by 1/fps; every message of a frame has its stamp):
 
-- ``/camera/color/image_raw`` (sensor_msgs/Image, rgb8) and ``/camera/color/camera_info`` (sensor_msgs/CameraInfo);
-- ``/detections`` (vision_msgs/Detection2DArray): hand ("right_hand") and object (class id) boxes as HFL-Net is
-  trained with them (the 2D joints' box grown by 1.1, which is about the hand's outline; the box of the projected
-  3D object bounds), with detector-like noise (centre jitter, scale noise, score noise, occasional misses);
+- ``/camera/color/image_raw`` (sensor_msgs/Image, rgb8), ``/camera/color/camera_info`` (CameraInfo);
+- ``/detections`` (vision_msgs/Detection2DArray): hand ("right_hand") and object (class id) boxes as HFL-Net
+  is trained with them (the 2D joints' box grown by 1.1, about the hand's outline; the box of the projected 3D
+  object bounds), with detector-like noise (centre jitter, scale noise, score noise, occasional misses);
 - ``/ground_truth/hand_object_poses`` (hfl_ros/HandObjectPoseArray, with mesh vertices), built with the same
   message builders as the labeler's output, so estimates and ground truth compare field by field.
 
@@ -66,17 +66,21 @@ def _noisy_box(rng: np.random.Generator, box: np.ndarray, noise: DetectionNoise,
 
 
 def ground_truth_boxes(sample: HandObjectSample) -> tuple[np.ndarray, np.ndarray]:
-    """The boxes HFL-Net is trained with: the 2D joints' box grown by 1.1, the projected 3D object bounds' box."""
+    """HFL-Net's training boxes: the 2D joints' box grown by 1.1, the projected 3D object bounds' box."""
     return box_from_points(sample.joints2d, HAND_BOX_FACTOR), box_from_points(sample.control_points2d, 1.0)
 
 
-def noisy_detections(rng: np.random.Generator, sample: HandObjectSample, noise: DetectionNoise) -> list[Detection]:
+def noisy_detections(
+    rng: np.random.Generator, sample: HandObjectSample, noise: DetectionNoise
+) -> list[Detection]:
     """The simulated detector's output for one frame (hand first, then the object; either may be missed)."""
     height, width = sample.image.shape[:2]
     hand_box, obj_box = ground_truth_boxes(sample)
     out = []
-    for box, make in ((hand_box, lambda b, s: Detection.hand(b, sample.side, s)),
-                      (obj_box, lambda b, s: Detection.object(b, sample.class_id, s))):
+    for box, make in (
+        (hand_box, lambda b, s: Detection.hand(b, sample.side, s)),
+        (obj_box, lambda b, s: Detection.object(b, sample.class_id, s)),
+    ):
         noisy = _noisy_box(rng, box, noise, (width, height))
         score = float(np.clip(rng.normal(noise.score_mean, noise.score_sigma), 0.3, 0.999))
         if rng.random() >= noise.miss_probability:
@@ -84,18 +88,38 @@ def noisy_detections(rng: np.random.Generator, sample: HandObjectSample, noise: 
     return out
 
 
-def ground_truth_result(sample: HandObjectSample, hand_box: np.ndarray, object_box: np.ndarray) -> HandObjectResult:
+def ground_truth_result(
+    sample: HandObjectSample, hand_box: np.ndarray, object_box: np.ndarray
+) -> HandObjectResult:
     """A sample's ground truth as a HandObjectResult (scores 1, errors 0), for the ground-truth topic."""
     hand = HandEstimate(
-        side=sample.side, box=hand_box, detection_score=1.0, estimate_score=1.0,
-        joints3d=sample.joints3d, verts3d=sample.verts3d, joints2d=sample.joints2d,
-        wrist_rotation=axis_angle_to_matrix(sample.mano_pose[:3]), wrist_translation=sample.joints3d[0],
-        translation_valid=True, reprojection_error_px=0.0, mano_pose=sample.mano_pose,
-        mano_shape=sample.mano_shape)
+        side=sample.side,
+        box=hand_box,
+        detection_score=1.0,
+        estimate_score=1.0,
+        joints3d=sample.joints3d,
+        verts3d=sample.verts3d,
+        joints2d=sample.joints2d,
+        wrist_rotation=axis_angle_to_matrix(sample.mano_pose[:3]),
+        wrist_translation=sample.joints3d[0],
+        translation_valid=True,
+        reprojection_error_px=0.0,
+        mano_pose=sample.mano_pose,
+        mano_shape=sample.mano_shape,
+    )
     obj = ObjectEstimate(
-        class_id=sample.class_id, box=object_box, score=1.0, valid=True, rotation=sample.object_R,
-        translation=sample.object_t, control_points_2d=sample.control_points2d, inlier_count=21, vote_count=21,
-        reprojection_error_px=0.0, estimate_score=1.0)
+        class_id=sample.class_id,
+        box=object_box,
+        score=1.0,
+        valid=True,
+        rotation=sample.object_R,
+        translation=sample.object_t,
+        control_points_2d=sample.control_points2d,
+        inlier_count=21,
+        vote_count=21,
+        reprojection_error_px=0.0,
+        estimate_score=1.0,
+    )
     return HandObjectResult(Status.OK, hand, obj)
 
 
@@ -111,25 +135,42 @@ class _Messages:
         return self.types.get(name)
 
     def header(self, stamp_ns: int):
-        stamp = self._cls("builtin_interfaces/msg/Time")(sec=stamp_ns // 1_000_000_000,
-                                                           nanosec=stamp_ns % 1_000_000_000)
+        stamp = self._cls("builtin_interfaces/msg/Time")(
+            sec=stamp_ns // 1_000_000_000, nanosec=stamp_ns % 1_000_000_000
+        )
         return self._cls("std_msgs/msg/Header")(stamp=stamp, frame_id=FRAME_ID)
 
     def image(self, header, rgb: np.ndarray):
         height, width = rgb.shape[:2]
         return self._cls("sensor_msgs/msg/Image")(
-            header=header, height=height, width=width, encoding="rgb8", is_bigendian=0, step=3 * width,
-            data=np.ascontiguousarray(rgb, np.uint8).reshape(-1))
+            header=header,
+            height=height,
+            width=width,
+            encoding="rgb8",
+            is_bigendian=0,
+            step=3 * width,
+            data=np.ascontiguousarray(rgb, np.uint8).reshape(-1),
+        )
 
     def camera_info(self, header, K: np.ndarray, width: int, height: int):
         P = np.zeros((3, 4))
         P[:, :3] = K
-        roi = self._cls("sensor_msgs/msg/RegionOfInterest")(x_offset=0, y_offset=0, height=0, width=0,
-                                                             do_rectify=False)
+        roi = self._cls("sensor_msgs/msg/RegionOfInterest")(
+            x_offset=0, y_offset=0, height=0, width=0, do_rectify=False
+        )
         return self._cls("sensor_msgs/msg/CameraInfo")(
-            header=header, height=height, width=width, distortion_model="plumb_bob", d=np.zeros(5),
-            k=np.asarray(K, np.float64).reshape(9).copy(), r=np.eye(3).reshape(9), p=P.reshape(12),
-            binning_x=0, binning_y=0, roi=roi)
+            header=header,
+            height=height,
+            width=width,
+            distortion_model="plumb_bob",
+            d=np.zeros(5),
+            k=np.asarray(K, np.float64).reshape(9).copy(),
+            r=np.eye(3).reshape(9),
+            p=P.reshape(12),
+            binning_x=0,
+            binning_y=0,
+            roi=roi,
+        )
 
     def detections(self, header, detections: list[Detection]):
         c = self._cls
@@ -138,17 +179,24 @@ class _Messages:
             label = HAND_LABELS[det.side] if det.is_hand else str(det.class_id)
             centre = (det.box[:2] + det.box[2:]) / 2.0
             size = det.box[2:] - det.box[:2]
-            pose = c("geometry_msgs/msg/Pose")(position=c("geometry_msgs/msg/Point")(x=0.0, y=0.0, z=0.0),
-                                               orientation=c("geometry_msgs/msg/Quaternion")(x=0.0, y=0.0, z=0.0,
-                                                                                             w=1.0))
+            pose = c("geometry_msgs/msg/Pose")(
+                position=c("geometry_msgs/msg/Point")(x=0.0, y=0.0, z=0.0),
+                orientation=c("geometry_msgs/msg/Quaternion")(x=0.0, y=0.0, z=0.0, w=1.0),
+            )
             hypothesis = c("vision_msgs/msg/ObjectHypothesisWithPose")(
                 hypothesis=c("vision_msgs/msg/ObjectHypothesis")(class_id=label, score=float(det.score)),
-                pose=c("geometry_msgs/msg/PoseWithCovariance")(pose=pose, covariance=np.zeros(36)))
+                pose=c("geometry_msgs/msg/PoseWithCovariance")(pose=pose, covariance=np.zeros(36)),
+            )
             bbox = c("vision_msgs/msg/BoundingBox2D")(
                 center=c("vision_msgs/msg/Pose2D")(
-                    position=c("vision_msgs/msg/Point2D")(x=float(centre[0]), y=float(centre[1])), theta=0.0),
-                size_x=float(size[0]), size_y=float(size[1]))
-            out.append(c("vision_msgs/msg/Detection2D")(header=header, results=[hypothesis], bbox=bbox, id=label))
+                    position=c("vision_msgs/msg/Point2D")(x=float(centre[0]), y=float(centre[1])), theta=0.0
+                ),
+                size_x=float(size[0]),
+                size_y=float(size[1]),
+            )
+            out.append(
+                c("vision_msgs/msg/Detection2D")(header=header, results=[hypothesis], bbox=bbox, id=label)
+            )
         return c("vision_msgs/msg/Detection2DArray")(header=header, detections=out)
 
     def ground_truth(self, header, result: HandObjectResult):
@@ -167,8 +215,16 @@ class SampleBagInfo:
     missed_detections: int
 
 
-def write_sample_bag(out, *, frames: int = 45, fps: float = 15.0, image_size: tuple[int, int] = (640, 480),
-                     seed: int = 0, assets_dir=None, noise: DetectionNoise | None = None) -> SampleBagInfo:
+def write_sample_bag(
+    out,
+    *,
+    frames: int = 45,
+    fps: float = 15.0,
+    image_size: tuple[int, int] = (640, 480),
+    seed: int = 0,
+    assets_dir=None,
+    noise: DetectionNoise | None = None,
+) -> SampleBagInfo:
     """Render a clip and write it as a rosbag2 MCAP directory at ``out`` (which must not exist yet)."""
     from ..bag.writer import BagWriter
     from ..data.synthetic import SceneConfig, SyntheticScenes
@@ -181,8 +237,10 @@ def write_sample_bag(out, *, frames: int = 45, fps: float = 15.0, image_size: tu
     assets = Path(assets_dir) if assets_dir is not None else default_assets_dir()
     messages = _Messages()
     count = missed = 0
-    with SyntheticScenes(assets, SceneConfig(image_size=image_size), seed=seed) as scenes, \
-            BagWriter(Path(out)) as bag:
+    with (
+        SyntheticScenes(assets, SceneConfig(image_size=image_size), seed=seed) as scenes,
+        BagWriter(Path(out)) as bag,
+    ):
         for frame, sample in enumerate(scenes.sequence(frames, fps=fps)):
             stamp = START_TIME_NS + round(frame * 1e9 / fps)
             header = messages.header(stamp)
@@ -194,8 +252,11 @@ def write_sample_bag(out, *, frames: int = 45, fps: float = 15.0, image_size: tu
             hand_box, obj_box = ground_truth_boxes(sample)
             bag.write(CAMERA_INFO_TOPIC, messages.camera_info(header, sample.K, width, height), stamp)
             bag.write(IMAGE_TOPIC, messages.image(header, sample.image), stamp)
-            bag.write(GROUND_TRUTH_TOPIC, messages.ground_truth(header, ground_truth_result(sample, hand_box,
-                                                                                             obj_box)), stamp)
+            bag.write(
+                GROUND_TRUTH_TOPIC,
+                messages.ground_truth(header, ground_truth_result(sample, hand_box, obj_box)),
+                stamp,
+            )
             bag.write(DETECTIONS_TOPIC, messages.detections(header, detections), stamp + DETECTION_LATENCY_NS)
     return SampleBagInfo(Path(out), frames, count, missed)
 
@@ -215,15 +276,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, type=Path, help="bag directory to create (must not exist)")
     parser.add_argument("--frames", type=int, default=45, help="number of frames (default 45)")
     parser.add_argument("--fps", type=float, default=15.0, help="frame rate (default 15)")
-    parser.add_argument("--size", type=parse_size, default=(640, 480), help="image size WxH (default 640x480)")
+    parser.add_argument(
+        "--size", type=parse_size, default=(640, 480), help="image size WxH (default 640x480)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="scene seed (default 0)")
-    parser.add_argument("--assets", type=Path, default=None,
-                        help=f"cache of generated hand/object models (default {default_assets_dir()})")
+    parser.add_argument(
+        "--assets",
+        type=Path,
+        default=None,
+        help=f"cache of generated hand/object models (default {default_assets_dir()})",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    info = write_sample_bag(args.out, frames=args.frames, fps=args.fps, image_size=args.size, seed=args.seed,
-                            assets_dir=args.assets)
-    print(f"wrote {info.path}: {info.frames} frames, {info.detections} detections "
-          f"({info.missed_detections} simulated misses)")
+    info = write_sample_bag(
+        args.out,
+        frames=args.frames,
+        fps=args.fps,
+        image_size=args.size,
+        seed=args.seed,
+        assets_dir=args.assets,
+    )
+    print(
+        f"wrote {info.path}: {info.frames} frames, {info.detections} detections "
+        f"({info.missed_detections} simulated misses)"
+    )
     return 0

@@ -19,6 +19,7 @@ from torch import nn
 from torch.nn import functional as nnf
 
 from hfl_ros.errors import AssetError
+from hfl_ros.model import fused
 
 LEAKY_SLOPE = 0.01
 
@@ -70,6 +71,12 @@ class Bottleneck(nn.Module):
         self.downsample = downsample
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if fused.active(x, self):
+            out = fused.conv_bn_act(x, self.conv1, self.bn1, LEAKY_SLOPE)
+            out = fused.conv_bn_act(out, self.conv2, self.bn2, LEAKY_SLOPE)
+            return fused.conv_bn_add(
+                out, self.conv3, self.bn3, _fused_identity(x, self.downsample), LEAKY_SLOPE
+            )
         identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
@@ -92,20 +99,42 @@ class BasicBlock(nn.Module):
         self.downsample = downsample
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if fused.active(x, self):
+            out = fused.conv_bn_act(x, self.conv1, self.bn1, LEAKY_SLOPE)
+            return fused.conv_bn_add(
+                out, self.conv2, self.bn2, _fused_identity(x, self.downsample), LEAKY_SLOPE
+            )
         identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
         return self.relu(out.add_(identity))
 
 
-def make_stem() -> nn.Sequential:
+def _stem(stem: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    # Memory formats measured on CPU (oneDNN): the 7×7 stem conv runs 3× faster channels-last, while the
+    # ResNet stages are as fast or faster in plain NCHW (stage 4 at batch 2: 1.8× faster).
+    return stem(images.contiguous(memory_format=torch.channels_last)).contiguous()
+
+
+def _fused_identity(x: torch.Tensor, downsample: nn.Module | None) -> torch.Tensor:
+    return x if downsample is None else fused.conv_bn_act(x, downsample[0], downsample[1])
+
+
+class Stem(nn.Sequential):
     """conv 7×7/2 (no bias), BN, LeakyReLU, max-pool 3×3/2: ``layer0`` (keys ``.0`` and ``.1``)."""
-    return nn.Sequential(
-        nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False),
-        nn.BatchNorm2d(64),
-        _leaky(),
-        nn.MaxPool2d(3, stride=2, padding=1),
-    )
+
+    def __init__(self):
+        super().__init__(
+            nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False),
+            nn.BatchNorm2d(64),
+            _leaky(),
+            nn.MaxPool2d(3, stride=2, padding=1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if fused.active(x, self):
+            return self[3](fused.conv_bn_act(x, self[0], self[1], LEAKY_SLOPE))
+        return super().forward(x)
 
 
 def make_stage(spec: TrunkSpec, index: int) -> nn.Sequential:
@@ -140,6 +169,14 @@ def upsample_add(top: torch.Tensor, lateral: torch.Tensor) -> torch.Tensor:
     return nnf.interpolate(top, size=lateral.shape[-2:], mode="bilinear", align_corners=False).add_(lateral)
 
 
+def lateral_add(top: torch.Tensor, conv: nn.Conv2d, c: torch.Tensor) -> torch.Tensor:
+    """FPN top-down step: upsample_add(top, conv(c))."""
+    if fused.active(c, conv):
+        up = nnf.interpolate(top, size=c.shape[-2:], mode="bilinear", align_corners=False)
+        return fused.conv_bn_add(c, conv, None, up)
+    return upsample_add(top, conv(c))
+
+
 class StreamBackbone(nn.Module):
     """ResNet trunk(s) plus one FPN per stream; returns the stride-4 maps P2_h and P2_o.
 
@@ -163,11 +200,11 @@ class StreamBackbone(nn.Module):
         self.toplayer_h = nn.Conv2d(c5, 256, 1)
         if two_streams:
             self.toplayer_o = nn.Conv2d(c5, 256, 1)
-        self.layer0_h = make_stem()
+        self.layer0_h = Stem()
         for i in range(1, 5):
             setattr(self, f"layer{i}_h", make_stage(spec, i))
         for i in object_stages:
-            setattr(self, f"layer{i}_o", make_stem() if i == 0 else make_stage(spec, i))
+            setattr(self, f"layer{i}_o", Stem() if i == 0 else make_stage(spec, i))
         streams = ("h", "o") if two_streams else ("h",)
         for s in streams:
             setattr(self, f"smooth3_{s}", nn.Conv2d(256, 256, 3, padding=1))
@@ -204,10 +241,11 @@ class StreamBackbone(nn.Module):
             )
 
     def _top_down(self, stream: str, c2: torch.Tensor, c3: torch.Tensor, c4: torch.Tensor, c5: torch.Tensor):
-        p = getattr(self, f"toplayer_{stream}")(c5)
-        p = upsample_add(p, getattr(self, f"latlayer1_{stream}")(c4))
-        p = upsample_add(p, getattr(self, f"latlayer2_{stream}")(c3))
-        return upsample_add(p, getattr(self, f"latlayer3_{stream}")(c2))
+        top = getattr(self, f"toplayer_{stream}")
+        p = fused.conv_bn_act(c5, top) if fused.active(c5, top) else top(c5)
+        p = lateral_add(p, getattr(self, f"latlayer1_{stream}"), c4)
+        p = lateral_add(p, getattr(self, f"latlayer2_{stream}"), c3)
+        return lateral_add(p, getattr(self, f"latlayer3_{stream}"), c2)
 
     def smooth(self, stream: str) -> nn.Conv2d:
         """The 3×3 conv that turns the top-down map p2 of ``stream`` into P2."""
@@ -215,14 +253,14 @@ class StreamBackbone(nn.Module):
 
     def unsmoothed(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The top-down maps p2_h, p2_o before the 3×3 smoothing (P2 = smooth(p2)); the same for "single"."""
-        c2_h = self.layer1_h(self.layer0_h(images))
+        c2_h = self.layer1_h(_stem(self.layer0_h, images))
         c3_h = self.layer2_h(c2_h)
         c4_h = self.layer3_h(c3_h)
         if self.variant == "single":
             p2 = self._top_down("h", c2_h, c3_h, c4_h, self.layer4_h(c4_h))
             return p2, p2
         if self.variant == "double":
-            c2_o = self.layer1_o(self.layer0_o(images))
+            c2_o = self.layer1_o(_stem(self.layer0_o, images))
             c3_o = self.layer2_o(c2_o)
             c4_o = self.layer3_o(c3_o)
             c5_h, c5_o = self.layer4_h(c4_h), self.layer4_o(c4_o)

@@ -212,7 +212,6 @@ class HFLNet(nn.Module):
         self._check_inputs(images, hand_boxes, object_boxes)
         hand_boxes = hand_boxes.to(device=images.device, dtype=torch.float32)
         object_boxes = object_boxes.to(device=images.device, dtype=torch.float32)
-        images = images.contiguous(memory_format=torch.channels_last)
         p2_h, p2_o = self.base_net.unsmoothed(images)
         rois = self.roi_features(p2_h, p2_o, hand_boxes, object_boxes)
         hand_feature, object_feature = self.interaction_features(rois)

@@ -139,11 +139,12 @@ class PerceptionNode(Node):
         self.pub_tf = self.create_publisher(TFMessage, "/tf", TF_QOS)
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
 
-        # Inputs share one mutually exclusive group (the synchroniser sees messages one at a time); with
-        # queue_policy "all" they may block on a full queue, so the timers live in another group and the
-        # executor is multi-threaded: diagnostics and camera_info timeouts keep running meanwhile.
+        # Inputs share one mutually exclusive group (the synchroniser sees messages one at a time). With
+        # queue_policy "all" they (and the camera_info timeout timer) may block on a full queue, so the
+        # executor is multi-threaded and the diagnostics timer has a group of its own: it keeps reporting.
         inputs = MutuallyExclusiveCallbackGroup()
         timers = MutuallyExclusiveCallbackGroup()
+        diagnostics = MutuallyExclusiveCallbackGroup()
         in_qos = make_qos(cfg.qos_input_reliability, cfg.qos_input_depth)
         if cfg.image_transport == "compressed":
             self.create_subscription(CompressedImage, "image/compressed", self._on_image, in_qos,
@@ -156,7 +157,7 @@ class PerceptionNode(Node):
                                  callback_group=inputs)
         poll_period = min(0.05, max(0.01, cfg.camera_info_wait / 2))
         self.create_timer(poll_period, self._poll_camera_info, callback_group=timers, clock=_STEADY)
-        self.create_timer(cfg.diagnostics_period, self._publish_diagnostics, callback_group=timers,
+        self.create_timer(cfg.diagnostics_period, self._publish_diagnostics, callback_group=diagnostics,
                           clock=_STEADY)
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
@@ -377,7 +378,7 @@ def main(args: list[str] | None = None) -> int:
         logger.fatal(f"parameter '{name}': cannot load it: {exc}")
         rclpy.try_shutdown()
         return EXIT_BAD_ASSET
-    executor = MultiThreadedExecutor(num_threads=3)
+    executor = MultiThreadedExecutor(num_threads=4)
     executor.add_node(node)
     try:
         executor.spin()

@@ -86,7 +86,7 @@ def _is_rclpy(cls: type) -> bool:
     return hasattr(cls, "get_fields_and_field_types")
 
 
-def _new(types: MessageTypes, name: str, /, **values: Any) -> Any:
+def new_message(types: MessageTypes, name: str, /, **values: Any) -> Any:
     """Build message ``name`` from keyword values; every field of the class must be given.
 
     Values for fields the class does not have are ignored, so one call serves message versions that differ by
@@ -141,8 +141,8 @@ def _quaternion(types: MessageTypes, rotation: np.ndarray) -> Any:
 
 
 def _pose(types: MessageTypes, rotation: np.ndarray, translation: np.ndarray) -> Any:
-    return _new(types, "geometry_msgs/msg/Pose", position=_point(types, translation),
-                orientation=_quaternion(types, rotation))
+    return new_message(types, "geometry_msgs/msg/Pose", position=_point(types, translation),
+                       orientation=_quaternion(types, rotation))
 
 
 def _vector3(types: MessageTypes, xyz: Sequence[float]) -> Any:
@@ -152,8 +152,8 @@ def _vector3(types: MessageTypes, xyz: Sequence[float]) -> Any:
 def _box2d(types: MessageTypes, box: np.ndarray) -> Any:
     x1, y1, x2, y2 = (float(v) for v in np.asarray(box, dtype=np.float64).reshape(4))
     centre = types.get("vision_msgs/msg/Point2D")(x=(x1 + x2) / 2.0, y=(y1 + y2) / 2.0)
-    center = _new(types, "vision_msgs/msg/Pose2D", position=centre, theta=0.0)
-    return _new(types, "vision_msgs/msg/BoundingBox2D", center=center, size_x=x2 - x1, size_y=y2 - y1)
+    center = new_message(types, "vision_msgs/msg/Pose2D", position=centre, theta=0.0)
+    return new_message(types, "vision_msgs/msg/BoundingBox2D", center=center, size_x=x2 - x1, size_y=y2 - y1)
 
 
 def _color(types: MessageTypes, rgba: Sequence[float]) -> Any:
@@ -244,7 +244,7 @@ def frame_names(results: Sequence[HandObjectResult], prefix: str = "") -> list[F
 def _hand_pose(types: MessageTypes, result: HandObjectResult, with_vertices: bool) -> Any:
     hand = result.hand
     verts = np.asarray(hand.verts3d, dtype=np.float64).reshape(-1, 3)
-    return _new(
+    return new_message(
         types, "hfl_ros/msg/HandPose",
         side=Side(hand.side).msg_value,
         detection_score=float(hand.detection_score),
@@ -264,7 +264,7 @@ def _hand_pose(types: MessageTypes, result: HandObjectResult, with_vertices: boo
 def _object_pose(types: MessageTypes, result: HandObjectResult) -> Any:
     obj = result.object
     if obj is None:
-        return _new(
+        return new_message(
             types, "hfl_ros/msg/ObjectPose",
             class_id="", score=0.0, estimate_score=0.0,
             pose=_pose(types, np.eye(3), np.zeros(3)), valid=False,
@@ -272,7 +272,7 @@ def _object_pose(types: MessageTypes, result: HandObjectResult) -> Any:
             inlier_count=0, vote_count=0, reprojection_error_px=float("nan"),
             box=_box2d(types, np.zeros(4)),
         )
-    return _new(
+    return new_message(
         types, "hfl_ros/msg/ObjectPose",
         class_id=str(obj.class_id),
         score=float(obj.score),
@@ -290,7 +290,7 @@ def _object_pose(types: MessageTypes, result: HandObjectResult) -> Any:
 def result_to_pose_msg(result: HandObjectResult, header: Any, types: MessageTypes,
                        with_vertices: bool = False) -> Any:
     """One result -> hfl_ros/HandObjectPose with ``header``."""
-    return _new(
+    return new_message(
         types, "hfl_ros/msg/HandObjectPose",
         header=header,
         status=int(result.status),
@@ -304,7 +304,7 @@ def results_to_msg(results: Sequence[HandObjectResult], header: Any, types: Mess
                    with_vertices: bool = False) -> Any:
     """Results of one frame -> hfl_ros/HandObjectPoseArray with ``header`` (the image's); may be empty."""
     poses = [result_to_pose_msg(r, header, types, with_vertices) for r in results]
-    return _new(types, "hfl_ros/msg/HandObjectPoseArray", header=header, poses=poses)
+    return new_message(types, "hfl_ros/msg/HandObjectPoseArray", header=header, poses=poses)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -343,18 +343,18 @@ def results_to_detection3d(results: Sequence[HandObjectResult], header: Any, typ
         t = np.asarray(obj.translation, dtype=np.float64).reshape(3)
         centre, extents = _model_box(object_models, obj.class_id)
         pose = _pose(types, R, t)
-        hypothesis = _new(
+        hypothesis = new_message(
             types, "vision_msgs/msg/ObjectHypothesisWithPose",
-            hypothesis=_new(types, "vision_msgs/msg/ObjectHypothesis", class_id=str(obj.class_id),
-                            score=float(obj.score)),
-            pose=_new(types, "geometry_msgs/msg/PoseWithCovariance", pose=pose,
-                      covariance=np.zeros(36, dtype=np.float64)),
+            hypothesis=new_message(types, "vision_msgs/msg/ObjectHypothesis", class_id=str(obj.class_id),
+                                   score=float(obj.score)),
+            pose=new_message(types, "geometry_msgs/msg/PoseWithCovariance", pose=pose,
+                             covariance=np.zeros(36, dtype=np.float64)),
         )
-        bbox = _new(types, "vision_msgs/msg/BoundingBox3D", center=_pose(types, R, R @ centre + t),
-                    size=_vector3(types, extents))
-        detections.append(_new(types, "vision_msgs/msg/Detection3D", header=header, results=[hypothesis],
-                               bbox=bbox, id=names.object))
-    return _new(types, "vision_msgs/msg/Detection3DArray", header=header, detections=detections)
+        bbox = new_message(types, "vision_msgs/msg/BoundingBox3D", center=_pose(types, R, R @ centre + t),
+                           size=_vector3(types, extents))
+        detections.append(new_message(types, "vision_msgs/msg/Detection3D", header=header,
+                                      results=[hypothesis], bbox=bbox, id=names.object))
+    return new_message(types, "vision_msgs/msg/Detection3DArray", header=header, detections=detections)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -364,10 +364,10 @@ def results_to_detection3d(results: Sequence[HandObjectResult], header: Any, typ
 def _transform(types: MessageTypes, header: Any, child: str, rotation: np.ndarray,
                translation: np.ndarray) -> Any:
     x, y, z, w = quaternion_xyzw(rotation).tolist()
-    transform = _new(types, "geometry_msgs/msg/Transform", translation=_vector3(types, translation),
-                     rotation=types.get("geometry_msgs/msg/Quaternion")(x=x, y=y, z=z, w=w))
-    return _new(types, "geometry_msgs/msg/TransformStamped", header=header, child_frame_id=child,
-                transform=transform)
+    transform = new_message(types, "geometry_msgs/msg/Transform", translation=_vector3(types, translation),
+                            rotation=types.get("geometry_msgs/msg/Quaternion")(x=x, y=y, z=z, w=w))
+    return new_message(types, "geometry_msgs/msg/TransformStamped", header=header, child_frame_id=child,
+                       transform=transform)
 
 
 def results_to_tf(results: Sequence[HandObjectResult], header: Any, types: MessageTypes, prefix: str = "",
@@ -391,7 +391,7 @@ def results_to_tf(results: Sequence[HandObjectResult], header: Any, types: Messa
         if names.object is not None and all(names.object != t.child_frame_id for t in transforms):
             obj = result.object
             transforms.append(_transform(types, header, names.object, obj.rotation, obj.translation))
-    return _new(types, "tf2_msgs/msg/TFMessage", transforms=transforms)
+    return new_message(types, "tf2_msgs/msg/TFMessage", transforms=transforms)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -447,11 +447,11 @@ class _MarkerFactory:
         marker_id = self.ids.get(ns, 0)
         self.ids[ns] = marker_id + 1
         types = self.types
-        texture = _new(types, "sensor_msgs/msg/CompressedImage", header=self.header, format="",
-                       data=_byte_sequence(types.get("sensor_msgs/msg/CompressedImage")))
-        mesh_file = _new(types, "visualization_msgs/msg/MeshFile", filename="",
-                         data=_byte_sequence(types.get("visualization_msgs/msg/MeshFile")))
-        return _new(
+        texture = new_message(types, "sensor_msgs/msg/CompressedImage", header=self.header, format="",
+                              data=_byte_sequence(types.get("sensor_msgs/msg/CompressedImage")))
+        mesh_file = new_message(types, "visualization_msgs/msg/MeshFile", filename="",
+                                data=_byte_sequence(types.get("visualization_msgs/msg/MeshFile")))
+        return new_message(
             types, "visualization_msgs/msg/Marker",
             header=self.header, ns=ns, id=marker_id, type=kind, action=MARKER_ADD,
             pose=pose if pose is not None else _pose(types, np.eye(3), np.zeros(3)),
@@ -543,7 +543,7 @@ def results_to_markers(results: Sequence[HandObjectResult], header: Any, types: 
                 size = (1.0, 1.0, 1.0) if kind == MARKER_TRIANGLE_LIST else (style.object_point_size,) * 3
                 markers.append(factory.make("object_model", kind, _points(types, pts), _OBJECT_COLOR, size,
                                             pose=pose))
-    return _new(types, "visualization_msgs/msg/MarkerArray", markers=markers)
+    return new_message(types, "visualization_msgs/msg/MarkerArray", markers=markers)
 
 
 __all__ = [
@@ -555,6 +555,7 @@ __all__ = [
     "TypestoreMessageTypes",
     "frame_names",
     "hand_is_valid",
+    "new_message",
     "object_is_valid",
     "quaternion_xyzw",
     "result_to_pose_msg",

@@ -11,7 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from .builders import MessageTypes, _new
+from .builders import MessageTypes, new_message
 
 OK, WARN, ERROR, STALE = 0, 1, 2, 3
 
@@ -140,10 +140,11 @@ def diagnostics_msg(snap: StatsSnapshot, types: MessageTypes, header: Any, name:
     """A diagnostic_msgs/DiagnosticArray with one status named ``name``."""
     level, message = _level_and_message(snap)
     key_value = types.get("diagnostic_msgs/msg/KeyValue")
-    status = _new(types, "diagnostic_msgs/msg/DiagnosticStatus", level=bytes([level]) if _wants_bytes(types)
-                  else level, name=name, message=message, hardware_id=hardware_id,
-                  values=[key_value(key=k, value=v) for k, v in diagnostics_values(snap)])
-    return _new(types, "diagnostic_msgs/msg/DiagnosticArray", header=header, status=[status])
+    status = new_message(types, "diagnostic_msgs/msg/DiagnosticStatus",
+                         level=bytes([level]) if _wants_bytes(types) else level, name=name, message=message,
+                         hardware_id=hardware_id,
+                         values=[key_value(key=k, value=v) for k, v in diagnostics_values(snap)])
+    return new_message(types, "diagnostic_msgs/msg/DiagnosticArray", header=header, status=[status])
 
 
 def _wants_bytes(types: MessageTypes) -> bool:

@@ -69,7 +69,7 @@ class RunConfig:
     out_dir: str = "runs/hflnet"
     log_every: int = 20  # steps between log lines
     checkpoint_every_epochs: int = 1
-    checkpoint_every_steps: int = 0  # 0: only at epoch ends (and at the end of the run)
+    checkpoint_every_steps: int = 0  # also write checkpoint_step<N>.pt every N steps (0: never)
     max_steps: int | None = None  # stop after this many optimizer steps (smoke runs)
     progress: bool = True  # tqdm progress bars (rank 0 only)
     deterministic: bool = False  # torch.use_deterministic_algorithms (slower on CUDA)

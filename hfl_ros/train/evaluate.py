@@ -170,14 +170,21 @@ def evaluate(
     for start in range(0, count, batch_frames):
         chunk = [samples[i] for i in range(start, min(start + batch_frames, count))]
         frames = []
+        kept = []
         for s in chunk:
             if detections is not None:
                 dets = detections.get(s.meta.get("frame_key", ""), [])
             else:
                 dets = gt_detections(s)
+                if not any(d.is_hand for d in dets):  # no hand annotation (DexYCB frames without a hand)
+                    result.frames.append({"frame": s.meta.get("frame_key", ""), "status": "SKIPPED_NO_HAND"})
+                    if dataset == "ho3d":  # keep the submission aligned with the split's frame order
+                        _add_submission_entry(result, s, [])
+                    continue
+            kept.append(s)
             frames.append((s.load_image(), s.K, dets))
-        outputs = estimator.estimate_batch(frames)
-        for sample, output in zip(chunk, outputs):
+        outputs = estimator.estimate_batch(frames) if frames else []
+        for sample, output in zip(kept, outputs):
             record = _score_frame(sample, output, hand, objects, gt_mesh, estimator)
             result.frames.append(record)
             if dataset == "ho3d":
@@ -187,8 +194,10 @@ def evaluate(
     if bar is not None:
         bar.close()
     hand_summary = hand.summary() if hand.frames else None
+    skipped = sum(1 for f in result.frames if f.get("status") == "SKIPPED_NO_HAND")
     result.summary = {
         "frames": count,
+        "skipped_without_hand": skipped,
         "hand": hand_summary,
         "objects": {"summary": objects.summary(), "per_class": objects.per_class()},
         "symmetric_ids": sorted(int(c) for c in symmetric_ids),

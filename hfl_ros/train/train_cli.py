@@ -50,7 +50,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         config = load_config(args.config, overrides)
     trainer = Trainer(config, resume=args.resume)
-    result = trainer.train()
+    try:
+        result = trainer.train()
+    finally:
+        trainer.close()
     if trainer.dist.is_main:
         last = result.history[-1]["loss"] if result.history else float("nan")
         print(

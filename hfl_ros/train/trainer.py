@@ -182,6 +182,12 @@ def build_samples(config: TrainConfig) -> Sequence[HandObjectSample]:
     return DexYCBDataset(d.root, d.split, mano_dir=mano_dir, models_dir=d.models_dir, use_json=d.use_json)
 
 
+def scheduler_epoch_end(scheduler, epoch: int, stop_epoch: int | None) -> None:
+    """Step the LR schedule at the end of 0-based ``epoch`` unless it is past ``stop_epoch`` (DexYCB: 35)."""
+    if stop_epoch is None or epoch <= stop_epoch:
+        scheduler.step()
+
+
 @dataclass
 class TrainState:
     epoch: int = 0  # current epoch (0-based)
@@ -320,11 +326,16 @@ class Trainer:
         return float(loss.detach()), terms
 
     def _end_epoch(self) -> None:
-        stop = self.config.optim.scheduler_stop_epoch
-        if stop is None or self.state.epoch <= stop:
-            self.scheduler.step()
+        scheduler_epoch_end(self.scheduler, self.state.epoch, self.config.optim.scheduler_stop_epoch)
         self.state.epoch += 1
         self.state.batch_in_epoch = 0
+
+    def close(self) -> None:
+        """Leave the process group this trainer joined (torchrun runs)."""
+        import torch.distributed as dist
+
+        if self.dist.enabled and dist.is_initialized():
+            dist.destroy_process_group()
 
     def train(self, max_steps: int | None = None) -> TrainResult:
         """Train until the configured epochs are done or ``max_steps`` optimizer steps are reached (counted
@@ -387,10 +398,10 @@ class Trainer:
                             self.save(self.out_dir / f"checkpoint_epoch{self.state.epoch:03d}.pt")
                         if main:
                             checkpoint = self.save(self.out_dir / LAST_CHECKPOINT)
-                    elif main and run.checkpoint_every_steps and (
+                    if main and run.checkpoint_every_steps and (
                         self.state.global_step % run.checkpoint_every_steps == 0
                     ):
-                        checkpoint = self.save(self.out_dir / LAST_CHECKPOINT)
+                        self.save(self.out_dir / f"checkpoint_step{self.state.global_step:07d}.pt")
                     if done() or not math.isfinite(loss):
                         break
                 progress.close()
