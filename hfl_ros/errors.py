@@ -11,7 +11,7 @@ class HflRosError(Exception):
 
 
 class AssetError(HflRosError):
-    """A user-supplied file (checkpoint, hand model, object model) is missing, corrupt or of the wrong kind."""
+    """A user file (checkpoint, hand model, object model) is missing, corrupt or of the wrong kind."""
 
     reason = "bad_asset"
 

@@ -26,7 +26,7 @@ class Status(enum.IntEnum):
     INTERNAL_ERROR = 6
 
 
-class Side(str, enum.Enum):
+class Side(enum.StrEnum):
     """Hand side. Values equal the lower-case names; HandPose.RIGHT = 0, HandPose.LEFT = 1."""
 
     RIGHT = "right"

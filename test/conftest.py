@@ -14,7 +14,7 @@ _domain_counter = itertools.count()
 
 
 def _next_domain_id() -> int:
-    # Domain ids 1..101 are safe for Fast DDS port arithmetic; spread by pid so that parallel pytest runs differ.
+    # Domain ids 1..101 are safe for Fast DDS port arithmetic; spread by pid so parallel runs differ.
     return 1 + (os.getpid() * 7 + next(_domain_counter) * 13) % 100
 
 

@@ -8,11 +8,9 @@ import numpy as np
 def make_full_message():
     from builtin_interfaces.msg import Time
     from geometry_msgs.msg import Point, Pose, Quaternion
-    from geometry_msgs.msg import Point as P3
+    from hfl_ros.msg import HandObjectPose, HandObjectPoseArray, HandPose, ObjectPose
     from std_msgs.msg import Header
     from vision_msgs.msg import BoundingBox2D, Point2D, Pose2D
-
-    from hfl_ros.msg import HandObjectPose, HandObjectPoseArray, HandPose, ObjectPose
 
     header = Header(stamp=Time(sec=1_700_000_123, nanosec=456_789_000), frame_id="camera_color_optical_frame")
 
@@ -30,14 +28,14 @@ def make_full_message():
             side=HandPose.LEFT if k else HandPose.RIGHT,
             detection_score=0.9 - 0.1 * k,
             estimate_score=0.75 + 0.05 * k,
-            joints=[P3(x=0.001 * j, y=0.002 * j + k, z=0.6 + 0.003 * j) for j in range(21)],
+            joints=[Point(x=0.001 * j, y=0.002 * j + k, z=0.6 + 0.003 * j) for j in range(21)],
             wrist_pose=pose(k + 1),
             translation_valid=bool(k),
             reprojection_error_px=1.25 + k,
             joints_2d=[Point2D(x=100.5 + j, y=200.25 + 2 * j + k) for j in range(21)],
             mano_pose=np.linspace(-1.0, 1.0, 48, dtype=np.float32) * (k + 1),
             mano_shape=np.arange(10, dtype=np.float32) * 0.1 - k,
-            vertices=[P3(x=0.0001 * v, y=-0.0001 * v, z=0.55 + k) for v in range(778 if k == 0 else 3)],
+            vertices=[Point(x=0.0001 * v, y=-0.0001 * v, z=0.55 + k) for v in range(778 if k == 0 else 3)],
             box=box(150.0 + k, 220.0, 80.5, 90.25, 0.0),
         )
         obj = ObjectPose(

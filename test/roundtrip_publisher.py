@@ -6,17 +6,16 @@ import sys
 import time
 
 import rclpy
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-
 from full_message import make_full_message
-
 from hfl_ros.msg import HandObjectPoseArray
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
 
 def main() -> int:
     rclpy.init()
     node = rclpy.create_node("roundtrip_publisher")
-    qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
     pub = node.create_publisher(HandObjectPoseArray, "roundtrip", qos)
     deadline = time.monotonic() + 60.0
     while pub.get_subscription_count() == 0:

@@ -12,7 +12,6 @@ import pytest
 rclpy = pytest.importorskip("rclpy")
 
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
-
 from ros_wait import spin_until  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -34,13 +33,13 @@ def _as_plain(msg):
 def test_hand_object_pose_array_round_trip(subprocess_env):
     sys.path.insert(0, str(HERE))
     from full_message import make_full_message
-
     from hfl_ros.msg import HandObjectPoseArray
 
     rclpy.init()
     node = rclpy.create_node("roundtrip_subscriber")
     received = []
-    qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
     node.create_subscription(HandObjectPoseArray, "roundtrip", received.append, qos)
     env = dict(subprocess_env)
     env["PYTHONPATH"] = f"{HERE}:{env['PYTHONPATH']}"

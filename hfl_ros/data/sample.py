@@ -24,7 +24,8 @@ class HandObjectSample:
     side: Side
     mano_pose: np.ndarray  # (48,) axis-angle, global rotation first, flat hand mean (mean added)
     mano_shape: np.ndarray  # (10,)
-    joints3d: np.ndarray  # (21, 3) JOINT_NAMES order; NaN rows where unknown (HO3D evaluation split: all but wrist)
+    # (21, 3) in JOINT_NAMES order; NaN rows where unknown (HO3D evaluation split: all but the wrist)
+    joints3d: np.ndarray
     joints2d: np.ndarray  # (21, 2)
     class_id: str  # object class id (DexYCB numbering as a string, e.g. "5")
     object_name: str  # e.g. "006_mustard_bottle"

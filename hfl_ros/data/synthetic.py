@@ -57,7 +57,7 @@ class SceneSpec:
     side: Side
     betas: np.ndarray  # (10,)
     grasp: Grasp  # hand placement in the object frame
-    object_R: np.ndarray  # noqa: N815 (3, 3) object -> camera, named as in HandObjectSample
+    object_R: np.ndarray
     object_t: np.ndarray  # (3,)
     K: np.ndarray  # (3, 3)
     image_size: tuple[int, int]

@@ -45,7 +45,7 @@ class PoseEntry:
     translation_valid: bool
     object_class: str
     object_valid: bool
-    object_R: np.ndarray  # noqa: N815 (named as in HandObjectSample)
+    object_R: np.ndarray
     object_t: np.ndarray
 
     @property
