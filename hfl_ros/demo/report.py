@@ -232,8 +232,14 @@ def _resize(image: np.ndarray, width: int) -> np.ndarray:
 def picture_sheet(
     frames: list[DemoFrame], overlays: list[np.ndarray], rows: int = 4, panel_width: int = 480
 ) -> np.ndarray:
-    """Rows of [input | overlay] for ``rows`` frames spread evenly over the clip."""
-    picks = np.unique(np.linspace(0, len(frames) - 1, min(rows, len(frames))).round().astype(int))
+    """Rows of [input | overlay] for ``rows`` frames spread evenly over the clip's frames with a hand estimate
+    (over all frames when there are too few)."""
+    shown = [i for i, f in enumerate(frames) if f.estimate is not None and f.estimate.has_hand]
+    if len(shown) < min(rows, len(frames)):
+        shown = list(range(len(frames)))
+    picks = [
+        shown[k] for k in np.unique(np.linspace(0, len(shown) - 1, min(rows, len(shown))).round().astype(int))
+    ]
     gap = 4
     rows_img = []
     for i in picks:
@@ -300,7 +306,8 @@ def summary_markdown(summary: dict[str, Any]) -> str:
         "of the object's bounding-box diagonal; REP-5: mean reprojection error of the model points at most "
         "5 px.",
         "",
-        "Pictures: `picture_sheet.png` (input | estimate), `overlays.gif`.",
+        "Pictures: `picture_sheet.png` (input | estimate, frames with a hand estimate), `overlays.gif` (all "
+        "frames).",
         "",
     ]
     return "\n".join(lines)
