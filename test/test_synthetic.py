@@ -100,7 +100,10 @@ def test_projected_joints_and_control_points_fall_in_the_rendered_masks(scenes, 
         assert not np.any(s.hand_mask & s.object_mask)
         assert np.array_equal(s.hand_mask | s.object_mask, hand_full | object_full)
         assert s.hand_mask.sum() > 0 and s.object_mask.sum() > 0
-        assert _max_distance(hand_full, s.joints2d) <= TOLERANCE_PX
+        assert _max_distance(hand_full, s.joints2d[1:]) <= TOLERANCE_PX
+        # the stand-in hand's wrist joint sits at its open wrist end, up to about 1 cm outside the mesh
+        wrist_tolerance = TOLERANCE_PX + s.K[0, 0] * 0.01 / s.joints3d[0, 2]
+        assert _max_distance(hand_full, s.joints2d[:1]) <= wrist_tolerance
         points = scenes.shapes[s.class_id].points @ s.object_R.T + s.object_t
         assert _max_distance(object_full, project(points, s.K)) <= TOLERANCE_PX
         assert _max_distance(object_full, s.control_points2d[20:]) <= TOLERANCE_PX  # the centre
@@ -179,7 +182,7 @@ def test_ho3d_export_reads_back_with_the_ho3d_reader(scenes, samples, tmp_path):
         assert np.abs(in_mano_order - meta["handJoints3D"]).max() < 1e-5
     evaluation = HO3DDataset(root, "evaluation")
     for s, r in zip(samples[4:], evaluation):
-        assert np.allclose(r.hand_box, s.hand_box) and np.allclose(r.joints3d[0], s.joints3d[0])
+        assert np.allclose(r.hand_box, s.hand_box) and np.allclose(r.joints3d, s.joints3d)  # full hand kept
         assert np.allclose(r.object_t, s.object_t)
         assert r.image_path.suffix == ".jpg"
         assert np.abs(r.load_image().astype(int) - s.image).mean() < 4.0  # jpeg
@@ -188,3 +191,15 @@ def test_ho3d_export_reads_back_with_the_ho3d_reader(scenes, samples, tmp_path):
 def test_unknown_class_is_refused(tmp_path):
     with pytest.raises(ValueError, match="no synthetic object for class ids"):
         SyntheticScenes(tmp_path, SceneConfig(class_ids=("2", "99")))
+
+
+def test_stale_cached_assets_are_replaced(tmp_path):
+    hand = tmp_path / "hand_models" / "STANDIN_HAND_RIGHT.pkl"
+    points = tmp_path / "object_models" / "4" / "points.xyz"
+    for path in (hand, points):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"left over from an older version")
+    with SyntheticScenes(tmp_path, SceneConfig(image_size=SIZE)) as gen:
+        assert gen.sample(0).joints3d.shape == (21, 3)  # would fail to load the stale hand model
+    assert hand.read_bytes() != b"left over from an older version"
+    assert np.loadtxt(points).shape == (2621, 3)

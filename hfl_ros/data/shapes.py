@@ -10,6 +10,7 @@ The class ids are those of the similar YCB objects in DexYCB numbering (spec §9
 from __future__ import annotations
 
 import functools
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -221,19 +222,35 @@ def sample_surface(mesh: ShapeMesh, count: int, seed: int) -> np.ndarray:
     return t[:, 0] + a[:, None] * (t[:, 1] - t[:, 0]) + b[:, None] * (t[:, 2] - t[:, 0])
 
 
+def write_if_changed(path: Path, data: bytes) -> bool:
+    """Write ``data`` to ``path`` unless the file already holds exactly it; atomic (via a temporary file).
+
+    Caches of generated assets use this, so that they follow changes of the generating code.
+    """
+    path = Path(path)
+    if path.is_file() and path.read_bytes() == data:
+        return False
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+    return True
+
+
 def write_obj(path: Path, mesh: ShapeMesh, texture: np.ndarray) -> None:
-    """Write a textured Wavefront OBJ with its .mtl and texture PNG next to it."""
+    """Write a textured Wavefront OBJ with its .mtl and texture PNG next to it (files that differ only)."""
     path = Path(path)
     tex_name, mtl_name = f"{path.stem}.png", f"{path.stem}.mtl"
-    cv2.imwrite(str(path.with_name(tex_name)), cv2.cvtColor(np.flipud(texture), cv2.COLOR_RGB2BGR))
-    path.with_name(mtl_name).write_text(
-        f"newmtl material_0\nKa 1 1 1\nKd 1 1 1\nKs 0 0 0\nmap_Kd {tex_name}\n"
-    )
+    ok, png = cv2.imencode(".png", cv2.cvtColor(np.flipud(texture), cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise ValueError(f"cannot encode the texture of {path}")
+    write_if_changed(path.with_name(tex_name), png.tobytes())
+    mtl = f"newmtl material_0\nKa 1 1 1\nKd 1 1 1\nKs 0 0 0\nmap_Kd {tex_name}\n"
+    write_if_changed(path.with_name(mtl_name), mtl.encode())
     lines = [f"mtllib {mtl_name}", "usemtl material_0"]
     lines += [f"v {x:.6f} {y:.6f} {z:.6f}" for x, y, z in mesh.vertices]
     lines += [f"vt {u:.6f} {v:.6f}" for u, v in mesh.uv]
     lines += [f"f {a}/{a} {b}/{b} {c}/{c}" for a, b, c in mesh.faces + 1]
-    path.write_text("\n".join(lines) + "\n")
+    write_if_changed(path, ("\n".join(lines) + "\n").encode())
 
 
 def write_object_models(directory, class_ids=None, *, by_name: bool = False) -> Path:
@@ -241,7 +258,7 @@ def write_object_models(directory, class_ids=None, *, by_name: bool = False) -> 
 
     Sub-directories are named by class id (``<dir>/5/``, the ObjectModelLibrary layout) or, with ``by_name``,
     by YCB name (``<dir>/006_mustard_bottle/``, the HO3D models layout). Returns ``directory``; files that
-    already exist with the same content are left alone.
+    already hold the same content are left alone.
     """
     directory = Path(directory)
     wanted = None if class_ids is None else {str(c) for c in class_ids}
@@ -250,10 +267,7 @@ def write_object_models(directory, class_ids=None, *, by_name: bool = False) -> 
             continue
         sub = directory / (shape.name if by_name else cid)
         sub.mkdir(parents=True, exist_ok=True)
-        points_path = sub / "points.xyz"
         text = "\n".join(f"{x:.6f} {y:.6f} {z:.6f}" for x, y, z in shape.points) + "\n"
-        if not points_path.is_file() or points_path.read_text() != text:
-            points_path.write_text(text)
-        if not (sub / "textured_simple.obj").is_file():
-            write_obj(sub / "textured_simple.obj", shape.mesh, shape.texture)
+        write_if_changed(sub / "points.xyz", text.encode())
+        write_obj(sub / "textured_simple.obj", shape.mesh, shape.texture)
     return directory

@@ -12,6 +12,8 @@ same pair gives bit-identical images and annotations (OSMesa is a deterministic 
 
 from __future__ import annotations
 
+import functools
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -26,7 +28,7 @@ from ..results import Side
 from .grasps import Grasp, HandAnatomy, hand_anatomy, sample_grasp
 from .render import Light, MeshInput, SceneRenderer
 from .sample import HandObjectSample
-from .shapes import ObjectShape, object_shapes, write_object_models
+from .shapes import ObjectShape, object_shapes, write_if_changed, write_object_models
 from .textures import jitter_texture, random_background, skin_vertex_colours
 
 #: Seed of the stand-in hand models the synthetic data (and the demo model) is made with.
@@ -73,6 +75,31 @@ class SceneSpec:
     meta: dict = field(default_factory=dict)
 
 
+@functools.cache
+def _standin_hand_bytes(side: str) -> bytes:
+    """The stand-in hand model file of a side as the current code writes it (built once a process)."""
+    from ..model.standin_hand import write_standin_hand_model
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = write_standin_hand_model(Path(tmp) / "hand.pkl", side=side, seed=STANDIN_HAND_SEED)
+        return path.read_bytes()
+
+
+def write_standin_hand_models(directory) -> Path:
+    """Write (or refresh) both stand-in hand models (seed :data:`STANDIN_HAND_SEED`) in ``directory``.
+
+    Existing files are compared with what the current stand-in code writes and replaced when they differ, so a
+    cache never holds a stale hand.
+    """
+    from ..model.standin_hand import STANDIN_FILE_NAMES
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    for side, name in STANDIN_FILE_NAMES.items():
+        write_if_changed(directory / name, _standin_hand_bytes(side))
+    return directory
+
+
 def _random_rotation(rng: np.random.Generator) -> np.ndarray:
     q = rng.normal(size=4)
     q /= np.linalg.norm(q)
@@ -105,7 +132,6 @@ class SyntheticScenes:
         import torch
 
         from ..model.mano import ManoLayer, find_hand_model_file
-        from ..model.standin_hand import STANDIN_FILE_NAMES, write_standin_hand_model
 
         self._torch = torch
         self.config = config or SceneConfig()
@@ -119,11 +145,7 @@ class SyntheticScenes:
         self.shapes: dict[str, ObjectShape] = {c: object_shapes()[c] for c in self.config.class_ids}
         self.object_model_dir = write_object_models(self.cache_dir / "object_models", self.config.class_ids)
         if hand_model_dir is None:
-            hand_model_dir = self.cache_dir / "hand_models"
-            hand_model_dir.mkdir(parents=True, exist_ok=True)
-            for side, name in STANDIN_FILE_NAMES.items():
-                if not (hand_model_dir / name).is_file():
-                    write_standin_hand_model(hand_model_dir / name, side=side, seed=STANDIN_HAND_SEED)
+            hand_model_dir = write_standin_hand_models(self.cache_dir / "hand_models")
         self.hand_model_dir = Path(hand_model_dir)
         self._layers = {
             side: ManoLayer(
@@ -180,7 +202,7 @@ class SyntheticScenes:
         pixel = np.array([rng.uniform(*centre_range) * width, rng.uniform(*centre_range) * height, 1.0])
         return R, depth * np.linalg.solve(K, pixel)
 
-    def _appearance(self, rng: np.random.Generator, shape: ObjectShape, n_verts: int, rest_verts) -> dict:
+    def _appearance(self, rng: np.random.Generator, shape: ObjectShape, rest_verts: np.ndarray) -> dict:
         width, height = self.config.image_size
         lights = []
         for _ in range(int(rng.integers(1, 3))):
@@ -212,25 +234,17 @@ class SyntheticScenes:
         shape = self.shapes[class_id]
         side = Side.LEFT if rng.random() < self.config.left_hand_fraction else Side.RIGHT
         betas = np.clip(rng.normal(0.0, 0.8, 10), -2.0, 2.0)
-        anatomy = self.anatomy(side, betas)
-        rest_verts, _ = self.mano(side, np.zeros(48), betas)
+        rest_verts, rest_joints = self.mano(side, np.zeros(48), betas)
+        anatomy = hand_anatomy(rest_joints, side)
         K = self._camera(rng)
+        appearance = self._appearance(rng, shape, rest_verts)
         for _ in range(self.config.max_attempts):
             grasp = sample_grasp(rng, anatomy, shape)
             object_R, object_t = self._object_pose(rng, K, grasp, distance_range, centre_range)
-            spec = SceneSpec(
-                class_id,
-                side,
-                betas,
-                grasp,
-                object_R,
-                object_t,
-                K,
-                self.config.image_size,
-                **self._appearance(rng, shape, len(rest_verts), rest_verts),
-            )
+            spec = SceneSpec(class_id, side, betas, grasp, object_R, object_t, K, self.config.image_size,
+                             **appearance)
             if self._inside_image(spec):
-                return spec
+                break
         return spec
 
     def _hand(self, spec: SceneSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -87,6 +87,7 @@ class HFLNet(nn.Module):
         heads: int = 4,
         imagenet_weights: bool = False,
         input_size: int = 256,
+        roi_res: int = ROI_RES,
     ):
         super().__init__()
         if variant not in VARIANTS:
@@ -95,16 +96,21 @@ class HFLNet(nn.Module):
             raise ValueError(f"unknown trunk {trunk!r}; expected one of {tuple(TRUNKS)}")
         if input_size <= 0 or input_size % 32:
             raise ValueError(f"input_size must be a positive multiple of 32, got {input_size}")
+        if roi_res not in (16, 32):
+            # The hourglass (depth 4) and the hand encoder (down to 2×2 = 1024 features) need 16 or 32.
+            raise ValueError(f"roi_res must be 16 or 32 (32 official), got {roi_res}")
         self.variant = variant
         self.trunk = trunk
         self.heads = heads
         self.input_size = input_size
+        self.roi_res = roi_res
         #: On CPU, evaluate the last FPN conv only where the RoIs read it (same numbers, less work).
         self.windowed_smoothing = True
 
         self.base_net = StreamBackbone(variant, trunk)
-        self.hand_head = HandHeatmapHead(ROI_RES, FEATURE_CHANNELS)
-        self.hand_encoder = HandEncoder(channels=FEATURE_CHANNELS)
+        self.hand_head = HandHeatmapHead(roi_res, FEATURE_CHANNELS)
+        # One max-pool stage per halving down to 2×2, so the flat feature stays 1024 (4 stages at 32).
+        self.hand_encoder = HandEncoder(channels=FEATURE_CHANNELS, stages=roi_res.bit_length() - 2)
         self.mano_branch = ManoRegressor(build_mano_layer(mano_path))
         self.obj_head = ObjectRegressionHead(FEATURE_CHANNELS)
         self.transformer_obj = InteractionTransformer(FEATURE_CHANNELS, heads)
@@ -131,6 +137,7 @@ class HFLNet(nn.Module):
             "trunk": self.trunk,
             "heads": self.heads,
             "input_size": self.input_size,
+            "roi_res": self.roi_res,
         }
 
     @classmethod
@@ -142,6 +149,7 @@ class HFLNet(nn.Module):
             trunk=config.get("trunk", "resnet50"),
             heads=int(config.get("heads", 4)),
             input_size=int(config.get("input_size", 256)),
+            roi_res=int(config.get("roi_res", ROI_RES)),
         )
 
     def _check_inputs(
@@ -172,15 +180,16 @@ class HFLNet(nn.Module):
         windowed = self.windowed_smoothing and p2_h.device.type == "cpu"
         if self.variant == "single":
             x_hand, y, z = smoothed_roi_features(
-                p2_h, self.base_net.smooth("h"), [hand_boxes, object_boxes, inter_boxes], windowed
+                p2_h, self.base_net.smooth("h"), [hand_boxes, object_boxes, inter_boxes], windowed,
+                self.roi_res,
             )
             x_obj = x_hand
         else:
             x_hand, z = smoothed_roi_features(
-                p2_h, self.base_net.smooth("h"), [hand_boxes, inter_boxes], windowed
+                p2_h, self.base_net.smooth("h"), [hand_boxes, inter_boxes], windowed, self.roi_res
             )
             x_obj, y = smoothed_roi_features(
-                p2_o, self.base_net.smooth("o"), [hand_boxes, object_boxes], windowed
+                p2_o, self.base_net.smooth("o"), [hand_boxes, object_boxes], windowed, self.roi_res
             )
         z = z * overlap.to(z.dtype).view(-1, 1, 1, 1)
         return {"x_hand": x_hand, "x_obj": x_obj, "y": y, "z": z}

@@ -20,13 +20,15 @@ FEATURE_STRIDE = 4
 _MARGIN = 2  # map cells kept between any sample point and an inner window edge
 
 
-def roi_features(feature_map: torch.Tensor, boxes: list[torch.Tensor]) -> list[torch.Tensor]:
-    """RoIAlign (32×32, stride 4, adaptive sampling, aligned=False) of several (B, 4) box lists at once."""
+def roi_features(
+    feature_map: torch.Tensor, boxes: list[torch.Tensor], res: int = ROI_RES
+) -> list[torch.Tensor]:
+    """RoIAlign (res×res, 32 official; stride 4, adaptive sampling, aligned=False) of several box lists."""
     batch = boxes[0].shape[0]
     index = torch.arange(batch, device=feature_map.device, dtype=feature_map.dtype).repeat(len(boxes))
     rois = torch.cat((index[:, None], torch.cat(boxes).to(feature_map.dtype)), dim=1)
     out = roi_align(
-        feature_map, rois, (ROI_RES, ROI_RES), spatial_scale=1.0 / FEATURE_STRIDE, sampling_ratio=-1
+        feature_map, rois, (res, res), spatial_scale=1.0 / FEATURE_STRIDE, sampling_ratio=-1
     )
     return list(out.split(batch))
 
@@ -70,7 +72,11 @@ def _crop_padded(p2: torch.Tensor, ys: list[int], xs: list[int], h: int, w: int)
 
 
 def smoothed_roi_features(
-    p2: torch.Tensor, smooth: nn.Conv2d, boxes: list[torch.Tensor], windowed: bool = True
+    p2: torch.Tensor,
+    smooth: nn.Conv2d,
+    boxes: list[torch.Tensor],
+    windowed: bool = True,
+    res: int = ROI_RES,
 ) -> list[torch.Tensor]:
     """RoIAlign of ``smooth(p2)`` (3×3 conv, padding 1) for each (B, 4) box list in crop px.
 
@@ -78,7 +84,7 @@ def smoothed_roi_features(
     """
     fast = fused.active(p2, smooth)
     if not windowed:
-        return roi_features(fused.conv_bn_act(p2, smooth) if fast else smooth(p2), boxes)
+        return roi_features(fused.conv_bn_act(p2, smooth) if fast else smooth(p2), boxes, res)
     height, width = p2.shape[-2:]
     ys, xs, h, w = feature_windows(boxes, height, width)
     window = _crop_padded(p2, ys, xs, h, w)
@@ -87,4 +93,4 @@ def smoothed_roi_features(
     else:
         window = nnf.conv2d(window, smooth.weight, smooth.bias)
     shift = torch.tensor([[x, y, x, y] for y, x in zip(ys, xs)], device=p2.device, dtype=boxes[0].dtype)
-    return roi_features(window, [b - FEATURE_STRIDE * shift for b in boxes])
+    return roi_features(window, [b - FEATURE_STRIDE * shift for b in boxes], res)

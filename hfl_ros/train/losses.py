@@ -74,8 +74,11 @@ class HFLNetLoss(nn.Module):
         terms["mano_rotmat"] = _masked_mean_mse(out["mano_rotmat"].float(), gt_rotmat, has_mano)
         terms["mano_shape"] = _masked_mean_mse(out["mano_shape"].float(), batch["mano_shape"], has_mano)
 
-        vote = out["obj_vote"].float()  # (B, 32, 32, 21, 2)
-        mask = batch["object_mask"][:, :, :, None, None]  # (B, 32, 32, 1, 1)
+        vote = out["obj_vote"].float()  # (B, R, R, 21, 2), R = 32 in the official network
+        mask = batch["object_mask"]  # (B, 32, 32)
+        if mask.shape[-1] != vote.shape[2]:  # a network with a smaller RoI grid
+            mask = nnf.interpolate(mask[:, None].float(), size=vote.shape[1:3], mode="nearest")[:, 0]
+        mask = mask[:, :, :, None, None].to(vote.dtype)  # (B, R, R, 1, 1)
         target = batch["control_points2d_box"][:, None, None]  # (B, 1, 1, 21, 2)
         vote_m, target_m = vote * mask, target * mask
         target_m = target_m.expand_as(vote_m)
