@@ -122,7 +122,7 @@ def random_checkpoint(tmp_path_factory, assets):
     with SyntheticScenes(assets) as scenes:
         hand_dir = scenes.hand_model_dir
     torch.manual_seed(0)
-    net = HFLNet(hand_dir, "harmonious", trunk="resnet18", input_size=128)
+    net = HFLNet(hand_dir, "harmonious", trunk="resnet18", input_size=128, roi_res=16)  # as config/train_demo
     return save_checkpoint(
         tmp_path_factory.mktemp("model") / "random.pt",
         net,

@@ -10,8 +10,9 @@ import torch
 from scipy.spatial.transform import Rotation
 
 from hfl_ros.errors import BadBoxError, BadImageError, CheckpointError
-from hfl_ros.model import HFLNet, load_network, load_official_checkpoint, save_checkpoint
+from hfl_ros.model import HFLNet, fused, load_network, load_official_checkpoint, save_checkpoint
 from hfl_ros.model.mano import write_standin_hand_model
+from hfl_ros.model.roi import smoothed_roi_features
 from hfl_ros.model.rotation_utils import rot6d_to_rotmat, rotmat_to_axis_angle
 
 torch.set_num_threads(1)
@@ -463,6 +464,62 @@ def test_windowed_smoothing_equals_the_full_map(hand_model):
         assert torch.allclose(windowed[key], full[key], atol=tol), key
         for i in range(4):  # one sample: a sliced window
             assert torch.allclose(singles[i][key][0], full[key][i], atol=tol), (key, i)
+
+
+def _informative(net: HFLNet) -> HFLNet:
+    """PyTorch's default init for every conv/linear (the official head init is nearly zero) and random BN."""
+    torch.manual_seed(8)
+    for m in net.modules():
+        if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
+            m.reset_parameters()
+    _randomise_bn(net)
+    with torch.no_grad():
+        net.hand_head.score[0].weight.mul_(30.0)  # peaked heat-maps
+    return net.eval()
+
+
+@pytest.mark.parametrize("trunk", ["resnet50", "resnet18"])
+def test_cpu_fast_path_matches_the_eager_modules(trunk):
+    net = _informative(HFLNet(None, trunk=trunk, input_size=128))
+    images, hand, obj = _inputs(2, 128)
+    keys = ("joints2d", "heatmaps", "mano_pose", "mano_shape", "obj_vote", "obj_conf")
+
+    def compare() -> None:
+        with torch.inference_mode():
+            fast = net(images, hand, obj)
+            with fused.disabled():
+                eager = net(images, hand, obj)
+        for key in keys:
+            scale = eager[key].abs().max()
+            assert torch.allclose(fast[key], eager[key], atol=1e-4 * scale, rtol=1e-4), key
+        assert eager["heatmaps"].amax() > 2 / 1024  # informative, not uniform
+
+    compare()
+    # the folded / packed weights follow in-place changes of parameters and running statistics
+    with torch.no_grad():
+        net.base_net.layer1_h[0][0].bn2.running_var.mul_(3.0)
+        net.obj_head.conv2_2.weight.mul_(-1.0)
+    compare()
+    net.load_state_dict(_informative(HFLNet(None, trunk=trunk, input_size=128)).state_dict())
+    compare()
+
+
+def test_windowed_smoothing_matches_for_random_boxes():
+    """Boxes anywhere (inside, across or outside the map edges, tiny, inverted): windowed == full map."""
+    gen = torch.Generator().manual_seed(11)
+    conv = torch.nn.Conv2d(8, 8, 3, padding=1).eval()
+    p2 = torch.randn(6, 8, 24, 24, generator=gen)
+    for _ in range(20):
+        lo = torch.rand(6, 2, generator=gen) * 130 - 20  # crop px of a 96 px crop, partly outside
+        size = torch.rand(6, 2, generator=gen) * 70 * (torch.rand(6, 1, generator=gen) > 0.2)  # some tiny
+        boxes = [torch.cat((lo, lo + size), 1), torch.cat((lo + size, lo), 1)]  # the second list is inverted
+        with torch.inference_mode():
+            full = smoothed_roi_features(p2, conv, boxes, windowed=False)
+            windowed = smoothed_roi_features(p2, conv, boxes, windowed=True)
+            single = smoothed_roi_features(p2[:1], conv, [b[:1] for b in boxes], windowed=True)
+        for a, b, c in zip(full, windowed, single):
+            assert torch.allclose(a, b, atol=1e-5)
+            assert torch.allclose(a[:1], c, atol=1e-5)
 
 
 def test_bad_inputs_raise_typed_errors(hand_model):

@@ -58,7 +58,7 @@ def make_dataset(
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, type=Path, help="dataset root to write")
-    parser.add_argument("--train", type=int, default=4000, help="training frames (default 4000)")
+    parser.add_argument("--train", type=int, default=2400, help="training frames (default 2400)")
     parser.add_argument("--evaluation", type=int, default=300, help="held-out frames (default 300)")
     parser.add_argument(
         "--size", type=parse_size, default=(640, 480), help="image size WxH (default 640x480)"

@@ -191,7 +191,7 @@ class StreamBackbone(nn.Module):
     For ``variant="single"`` there is one stream and ``forward`` returns ``(P2, P2)``.
     """
 
-    def __init__(self, variant: str = "harmonious", trunk: str = "resnet50"):
+    def __init__(self, variant: str = "harmonious", trunk: str = "resnet50", channels: int = 256):
         super().__init__()
         if variant not in VARIANTS:
             raise ValueError(f"unknown variant {variant!r}; expected one of {VARIANTS}")
@@ -205,9 +205,9 @@ class StreamBackbone(nn.Module):
         two_streams = variant != "single"
 
         # Registration order reproduces the official state_dict order.
-        self.toplayer_h = nn.Conv2d(c5, 256, 1)
+        self.toplayer_h = nn.Conv2d(c5, channels, 1)
         if two_streams:
-            self.toplayer_o = nn.Conv2d(c5, 256, 1)
+            self.toplayer_o = nn.Conv2d(c5, channels, 1)
         self.layer0_h = Stem()
         for i in range(1, 5):
             setattr(self, f"layer{i}_h", make_stage(spec, i))
@@ -215,10 +215,10 @@ class StreamBackbone(nn.Module):
             setattr(self, f"layer{i}_o", Stem() if i == 0 else make_stage(spec, i))
         streams = ("h", "o") if two_streams else ("h",)
         for s in streams:
-            setattr(self, f"smooth3_{s}", nn.Conv2d(256, 256, 3, padding=1))
+            setattr(self, f"smooth3_{s}", nn.Conv2d(channels, channels, 3, padding=1))
         for s in streams:
             for i, c in ((1, c4), (2, c3), (3, c2)):
-                setattr(self, f"latlayer{i}_{s}", nn.Conv2d(c, 256, 1))
+                setattr(self, f"latlayer{i}_{s}", nn.Conv2d(c, channels, 1))
         _init_trunk(self)
         for m in self.modules():  # FPN convs keep PyTorch's default init, like the official code
             if isinstance(m, nn.Conv2d) and m.bias is not None:

@@ -88,6 +88,7 @@ class HFLNet(nn.Module):
         imagenet_weights: bool = False,
         input_size: int = 256,
         roi_res: int = ROI_RES,
+        feature_channels: int = FEATURE_CHANNELS,
     ):
         super().__init__()
         if variant not in VARIANTS:
@@ -104,18 +105,21 @@ class HFLNet(nn.Module):
         self.heads = heads
         self.input_size = input_size
         self.roi_res = roi_res
+        self.feature_channels = c = feature_channels
+        if c % (2 * heads) or c < 32:
+            raise ValueError(f"feature_channels must be a multiple of 2*heads and >= 32, got {c}")
         #: On CPU, evaluate the last FPN conv only where the RoIs read it (same numbers, less work).
         self.windowed_smoothing = True
 
-        self.base_net = StreamBackbone(variant, trunk)
-        self.hand_head = HandHeatmapHead(roi_res, FEATURE_CHANNELS)
+        self.base_net = StreamBackbone(variant, trunk, c)
+        self.hand_head = HandHeatmapHead(roi_res, c)
         # One max-pool stage per halving down to 2×2, so the flat feature stays 1024 (4 stages at 32).
-        self.hand_encoder = HandEncoder(channels=FEATURE_CHANNELS, stages=roi_res.bit_length() - 2)
-        self.mano_branch = ManoRegressor(build_mano_layer(mano_path))
-        self.obj_head = ObjectRegressionHead(FEATURE_CHANNELS)
-        self.transformer_obj = InteractionTransformer(FEATURE_CHANNELS, heads)
+        self.hand_encoder = HandEncoder(channels=c, stages=roi_res.bit_length() - 2)
+        self.mano_branch = ManoRegressor(build_mano_layer(mano_path), feature_size=4 * c)
+        self.obj_head = ObjectRegressionHead(c, c // 2)
+        self.transformer_obj = InteractionTransformer(c, heads)
         if variant != "single":
-            self.transformer_hand = InteractionTransformer(2 * FEATURE_CHANNELS, heads)
+            self.transformer_hand = InteractionTransformer(2 * c, heads)
         for head in (
             self.hand_head,
             self.hand_encoder,
@@ -138,6 +142,7 @@ class HFLNet(nn.Module):
             "heads": self.heads,
             "input_size": self.input_size,
             "roi_res": self.roi_res,
+            "feature_channels": self.feature_channels,
         }
 
     @classmethod
@@ -150,6 +155,7 @@ class HFLNet(nn.Module):
             heads=int(config.get("heads", 4)),
             input_size=int(config.get("input_size", 256)),
             roi_res=int(config.get("roi_res", ROI_RES)),
+            feature_channels=int(config.get("feature_channels", FEATURE_CHANNELS)),
         )
 
     def _check_inputs(
@@ -202,7 +208,7 @@ class HFLNet(nn.Module):
             return x_hand, self.transformer_obj(y, z.detach())
         # Object->hand: self-attention over hand ⊕ object-under-hand; the hand feature = first 256 channels.
         hand_feature = self.transformer_hand(
-            torch.cat((x_hand, x_obj.detach()), dim=1), None, FEATURE_CHANNELS
+            torch.cat((x_hand, x_obj.detach()), dim=1), None, self.feature_channels
         )
         # Hand->object: the object features query the hand features of the intersection (zeros if disjoint).
         object_feature = self.transformer_obj(y, z.detach())

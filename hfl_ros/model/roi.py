@@ -2,8 +2,8 @@
 
 The official network smooths the whole 64×64 top-down map p2 with a 3×3 conv and then RoIAligns 32×32
 features from a few boxes. ``smoothed_roi_features`` gives the same numbers while applying the conv only to a
-window that contains every sample point of the boxes (plus a margin, so RoIAlign's border handling is
-unchanged): the window's edges are either at least two cells away from every sample or on the map's own edge.
+window that contains every cell the boxes' sample points read, plus one cell: each window edge is then either
+beyond every cell RoIAlign reads (so its border clamping never triggers there) or the map's own edge.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from hfl_ros.model import fused
 
 ROI_RES = 32
 FEATURE_STRIDE = 4
-_MARGIN = 2  # map cells kept between any sample point and an inner window edge
+_MARGIN = 1  # map cells between the cells a RoI samples and an inner window edge (1 suffices)
 
 
 def roi_features(
@@ -27,9 +27,7 @@ def roi_features(
     batch = boxes[0].shape[0]
     index = torch.arange(batch, device=feature_map.device, dtype=feature_map.dtype).repeat(len(boxes))
     rois = torch.cat((index[:, None], torch.cat(boxes).to(feature_map.dtype)), dim=1)
-    out = roi_align(
-        feature_map, rois, (res, res), spatial_scale=1.0 / FEATURE_STRIDE, sampling_ratio=-1
-    )
+    out = roi_align(feature_map, rois, (res, res), spatial_scale=1.0 / FEATURE_STRIDE, sampling_ratio=-1)
     return list(out.split(batch))
 
 

@@ -29,6 +29,7 @@ class ModelConfig:
     heads: int = 4
     input_size: int = 256
     roi_res: int = 32  # RoIAlign grid (32 paper; 16 makes the heads about 3x cheaper for small CPU models)
+    feature_channels: int = 256  # FPN and head width (256 paper)
     imagenet_weights: bool = True  # the paper initialises the trunk from ImageNet (local cache only)
     mano_dir: str | None = None  # directory with MANO_RIGHT.pkl (or the stand-in hand model)
 

@@ -163,6 +163,7 @@ def build_network(config: TrainConfig, *, imagenet_weights: bool | None = None) 
             imagenet_weights=m.imagenet_weights if imagenet_weights is None else imagenet_weights,
             input_size=m.input_size,
             roi_res=m.roi_res,
+            feature_channels=m.feature_channels,
         )
     except ValueError as exc:
         raise InputError(f"bad model config: {exc}") from None
