@@ -8,8 +8,9 @@ mode under ``torch.inference_mode()`` with random weights (timings do not depend
 ResNet-50 / HFLNet after a warm-up so that machine-load drift hits both alike. Reported per batch size:
 
 - ms per image of both and their ratio (of the minima, and the median of the per-round ratios);
-- the same with the boxes covering the whole crop (the worst case for the windowed FPN smoothing) and with
-  the windowing switched off (the official computation order);
+- the same with the boxes covering the whole crop (the worst case for the windowed FPN smoothing), with the
+  windowing switched off, and with neither windowing nor the CPU fast path (plain eager modules, no
+  folded / pre-packed convolutions, see hfl_ros/model/fused.py);
 - a per-stage breakdown: backbone+FPN, RoIAlign (with the windowed smoothing), interaction blocks, hand head
   (hourglass + encoder), MANO regressor + layer, object head + vote decoding, and PnP (vote selection +
   cv2.solvePnPRansac EPnP) on the object votes of one pair.
@@ -70,16 +71,23 @@ def _boxes(batch: int, worst_case: bool, size: int) -> tuple[torch.Tensor, torch
 
 
 def compare_with_resnet50(net, resnet, batch: int, repeats: int, device: torch.device) -> dict:
-    """Alternating rounds of ResNet-50 and HFLNet (typical boxes, whole-crop boxes, no windowing)."""
+    """Alternating rounds of ResNet-50 and HFLNet (typical boxes, whole-crop boxes, no windowing, and
+    neither windowing nor the CPU fast path)."""
+    from hfl_ros.model import fused
+
     size = net.input_size
     images = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(0)).to(device)
     typical = [b.to(device) for b in _boxes(batch, False, size)]
     worst = [b.to(device) for b in _boxes(batch, True, size)]
 
-    def hfl(boxes, windowed=True):
+    def hfl(boxes, windowed=True, fast_path=True):
         def run():
             net.windowed_smoothing = windowed
-            net(images, *boxes)
+            if fast_path:
+                net(images, *boxes)
+            else:
+                with fused.disabled():
+                    net(images, *boxes)
 
         return run
 
@@ -88,6 +96,7 @@ def compare_with_resnet50(net, resnet, batch: int, repeats: int, device: torch.d
         "hflnet": hfl(typical),
         "hflnet_whole_crop_boxes": hfl(worst),
         "hflnet_no_windowing": hfl(typical, windowed=False),
+        "hflnet_plain_eager": hfl(typical, windowed=False, fast_path=False),
     }
     times: dict[str, list[float]] = {name: [] for name in cases}
     with torch.inference_mode():
@@ -99,7 +108,7 @@ def compare_with_resnet50(net, resnet, batch: int, repeats: int, device: torch.d
                 times[name].append(_timed(fn, device))
     net.windowed_smoothing = True
     result = {name: _summary(t, batch) for name, t in times.items()}
-    for name in ("hflnet", "hflnet_whole_crop_boxes", "hflnet_no_windowing"):
+    for name in ("hflnet", "hflnet_whole_crop_boxes", "hflnet_no_windowing", "hflnet_plain_eager"):
         ratios = [a / b for a, b in zip(times[name], times["resnet50"])]
         result[name]["ratio_of_minima"] = min(times[name]) / min(times["resnet50"])
         result[name]["median_round_ratio"] = statistics.median(ratios)
@@ -223,7 +232,8 @@ def main(argv: list[str] | None = None) -> int:
                     f"ratio {fwd['hflnet']['ratio_of_minima']:.2f} "
                     f"(median round {fwd['hflnet']['median_round_ratio']:.2f}; whole-crop boxes "
                     f"{fwd['hflnet_whole_crop_boxes']['ratio_of_minima']:.2f}; no windowing "
-                    f"{fwd['hflnet_no_windowing']['ratio_of_minima']:.2f})"
+                    f"{fwd['hflnet_no_windowing']['ratio_of_minima']:.2f}; plain eager "
+                    f"{fwd['hflnet_plain_eager']['ratio_of_minima']:.2f})"
                 )
             report["results"][device.type] = per_device
     report["environment"]["load_average_after"] = os.getloadavg()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from scipy.spatial.transform import Rotation
 from hfl_ros.errors import BadBoxError, BadImageError, CheckpointError
 from hfl_ros.model import HFLNet, fused, load_network, load_official_checkpoint, save_checkpoint
 from hfl_ros.model.mano import write_standin_hand_model
-from hfl_ros.model.roi import smoothed_roi_features
+from hfl_ros.model.roi import feature_windows, smoothed_roi_features
 from hfl_ros.model.rotation_utils import rot6d_to_rotmat, rotmat_to_axis_angle
 
 torch.set_num_threads(1)
@@ -182,6 +183,10 @@ def test_state_dict_equals_the_official_layout(official_net):
     for name, count in per_module.items():
         assert sum(p.numel() for p in getattr(official_net, name).parameters()) == count, name
     assert official_net.input_size == 256
+    assert official_net.config == {
+        "variant": "harmonious", "trunk": "resnet50", "heads": 4, "input_size": 256, "roi_res": 32,
+        "feature_channels": 256,
+    }  # fmt: skip
 
 
 def test_fixed_buffers_hold_their_exact_values(official_net):
@@ -303,11 +308,10 @@ def test_our_format_round_trip_keeps_architecture_and_extras(hand_model, tmp_pat
     _randomise_bn(net)
     path = save_checkpoint(tmp_path / "ours.pt", net, {"lr": 1e-4, "dataset": "synthetic"}, epoch=3)
     loaded, meta = load_network(path)
-    assert (
-        loaded.config
-        == net.config
-        == {"variant": "double", "trunk": "resnet18", "heads": 4, "input_size": 128}
-    )
+    assert loaded.config == net.config
+    assert {k: net.config[k] for k in ("variant", "trunk", "heads", "input_size")} == {
+        "variant": "double", "trunk": "resnet18", "heads": 4, "input_size": 128,
+    }  # fmt: skip
     assert meta["epoch"] == 3 and meta["config"]["dataset"] == "synthetic" and meta["format"] == "hfl_ros"
     images, hand, obj = _inputs(2, 128)
     with torch.inference_mode():
@@ -411,6 +415,29 @@ def test_forward_shapes_and_ranges(hand_model):
     assert torch.allclose(rot @ rot.transpose(-1, -2), torch.eye(3).expand(3, 16, 3, 3), atol=1e-5)
 
 
+def test_forward_is_autocast_safe(hand_model):
+    """Under (CPU bfloat16) autocast the float32-only parts stay float32 and the outputs stay close."""
+    net = _small_net(hand_model, seed=6)
+    images, hand, obj = _inputs(2, 128)
+    with torch.inference_mode():
+        reference = net(images, hand, obj)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = net(images, hand, obj)
+    for key in (
+        "joints2d",
+        "heatmaps",
+        "mano_rotmat",
+        "mano_pose",
+        "joints3d",
+        "verts3d",
+        "obj_vote",
+        "obj_conf",
+    ):
+        assert out[key].dtype == torch.float32 and torch.isfinite(out[key]).all(), key
+    assert torch.allclose(out["heatmaps"].sum(dim=(2, 3)), torch.ones(2, 21), atol=1e-5)
+    assert torch.allclose(out["joints2d"], reference["joints2d"], atol=0.5)
+
+
 def test_vote_layout_is_row_col_keypoint(hand_model):
     """With a zero head output, the votes are the cell centres: x follows the column, y the row."""
     net = _small_net(hand_model)
@@ -508,11 +535,14 @@ def test_windowed_smoothing_matches_for_random_boxes():
     """Boxes anywhere (inside, across or outside the map edges, tiny, inverted): windowed == full map."""
     gen = torch.Generator().manual_seed(11)
     conv = torch.nn.Conv2d(8, 8, 3, padding=1).eval()
-    p2 = torch.randn(6, 8, 24, 24, generator=gen)
-    for _ in range(20):
-        lo = torch.rand(6, 2, generator=gen) * 130 - 20  # crop px of a 96 px crop, partly outside
-        size = torch.rand(6, 2, generator=gen) * 70 * (torch.rand(6, 1, generator=gen) > 0.2)  # some tiny
+    p2 = torch.randn(6, 8, 24, 24, generator=gen)  # a 96 px crop
+    partial_windows = 0
+    for _ in range(24):
+        lo = torch.rand(6, 2, generator=gen) * 120 - 20  # partly outside the crop
+        size = torch.rand(6, 2, generator=gen) * 40 * (torch.rand(6, 1, generator=gen) > 0.2)  # some tiny
         boxes = [torch.cat((lo, lo + size), 1), torch.cat((lo + size, lo), 1)]  # the second list is inverted
+        _, _, h, w = feature_windows(boxes, 24, 24)
+        partial_windows += (h, w) != (24, 24)
         with torch.inference_mode():
             full = smoothed_roi_features(p2, conv, boxes, windowed=False)
             windowed = smoothed_roi_features(p2, conv, boxes, windowed=True)
@@ -520,6 +550,7 @@ def test_windowed_smoothing_matches_for_random_boxes():
         for a, b, c in zip(full, windowed, single):
             assert torch.allclose(a, b, atol=1e-5)
             assert torch.allclose(a[:1], c, atol=1e-5)
+    assert partial_windows >= 8  # the windowed code path was exercised
 
 
 def test_bad_inputs_raise_typed_errors(hand_model):
@@ -584,7 +615,7 @@ def test_resnet18_demo_configuration(hand_model):
 
 def test_imagenet_weights_missing_offline_say_where_to_put_them(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    with pytest.raises(CheckpointError, match=r"resnet18-f37072fd\.pth.*" + str(tmp_path)):
+    with pytest.raises(CheckpointError, match=r"resnet18-f37072fd\.pth.*" + re.escape(str(tmp_path))):
         HFLNet(None, trunk="resnet18", imagenet_weights=True)
 
 

@@ -9,13 +9,13 @@ import torch
 
 from hfl_ros.data.ho3d import HO3DDataset
 from hfl_ros.data.ho3d_export import write_ho3d_split
-from hfl_ros.data.safe_pickle import load_numpy_pickle
 from hfl_ros.data.shapes import object_shapes
 from hfl_ros.data.synthetic import SceneConfig, SyntheticScenes
 from hfl_ros.geometry.camera import project
 from hfl_ros.geometry.object_models import ObjectModelLibrary
 from hfl_ros.hand_joints import MANO_TO_OUTPUT_ORDER
 from hfl_ros.model.mano import ManoLayer
+from hfl_ros.safe_pickle import load_numpy_pickle
 
 SIZE = (224, 168)
 #: How far (px) a projected point may lie outside the mask it belongs to (rasterisation at silhouette edges).

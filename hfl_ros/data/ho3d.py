@@ -33,7 +33,7 @@ from ..geometry.object_models import ObjectModel, load_object_model
 from ..geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 from ..hand_joints import MANO_TO_OUTPUT_ORDER
 from ..results import Side
-from .safe_pickle import load_numpy_pickle
+from ..safe_pickle import load_numpy_pickle
 from .sample import HandObjectSample
 from .ycb import class_id_for_name
 

@@ -75,7 +75,9 @@ class HFLNet(nn.Module):
         trunk: "resnet50" (official), "resnet34" or "resnet18".
         heads: attention heads of the interaction blocks (4 as trained).
         imagenet_weights: initialise the trunk from torchvision's IMAGENET1K_V1 weights (local cache only).
-        input_size: side of the square input crop (256 official); the RoIs stay 32×32 at stride 4.
+        input_size: side of the square input crop (256 official); the feature stride stays 4.
+        roi_res: RoIAlign output size (32 official; 16 for small CPU models).
+        feature_channels: FPN / head width (256 official).
     """
 
     def __init__(
@@ -186,7 +188,10 @@ class HFLNet(nn.Module):
         windowed = self.windowed_smoothing and p2_h.device.type == "cpu"
         if self.variant == "single":
             x_hand, y, z = smoothed_roi_features(
-                p2_h, self.base_net.smooth("h"), [hand_boxes, object_boxes, inter_boxes], windowed,
+                p2_h,
+                self.base_net.smooth("h"),
+                [hand_boxes, object_boxes, inter_boxes],
+                windowed,
                 self.roi_res,
             )
             x_obj = x_hand

@@ -1,15 +1,15 @@
 """MANO hand layer with manopth's conventions (output in metres) and a chumpy-free loader for the model files.
 
 The official ``MANO_RIGHT.pkl`` / ``MANO_LEFT.pkl`` are Python-2 pickles that contain chumpy objects and a
-scipy sparse matrix. :func:`load_hand_model_file` reads them with a restricted unpickler that only lets
-through numpy arrays, the CSC matrix and four chumpy node classes (kept as inert stand-ins and evaluated
-here), so no code from the file can run and neither chumpy nor scipy are needed.
+scipy sparse matrix. :func:`load_hand_model_file` reads them with the project's restricted unpickler
+(:mod:`hfl_ros.safe_pickle`), its allow-list extended to let through only numpy arrays, the CSC matrix and
+four chumpy node classes (kept as inert stand-ins and evaluated here), so no code from the file can run and
+neither chumpy nor scipy are needed.
 """
 
 from __future__ import annotations
 
 import io
-import pickle
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,7 @@ from hfl_ros.model.standin_hand import (
     make_standin_hand_model,
     write_standin_hand_model,
 )
+from hfl_ros.safe_pickle import NUMPY_GLOBALS, PickleRefused, RestrictedUnpickler
 
 __all__ = [
     "MODEL_FILE_NAMES",
@@ -139,30 +140,17 @@ def _reconstructor(cls: type, base: type, state: Any) -> Any:
     return cls.__new__(cls)
 
 
-def _latin1_encode(text: str, encoding: str = "utf-8") -> bytes:
-    """Safe replacement for ``_codecs.encode``, which Python 3 protocol-2 pickles use for bytes objects."""
-    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
-        raise HandModelError(f"refusing _codecs.encode of a {type(text).__name__} with encoding {encoding!r}")
-    return text.encode("latin1")
-
-
-def _allowed_globals() -> dict[tuple[str, str], Any]:
-    reconstruct = np.zeros(1).__reduce__()[0]  # numpy's _reconstruct, wherever this numpy version keeps it
-    scalar = np.float64(0).__reduce__()[0]
+def _hand_model_globals() -> dict[tuple[str, str], Any]:
+    """The numpy allow-list plus the chumpy and scipy stand-ins and what plain Python-2 objects need."""
     allowed: dict[tuple[str, str], Any] = {
+        **NUMPY_GLOBALS,
         ("chumpy.ch", "Ch"): _ChumpyCh,
         ("chumpy.reordering", "Select"): _ChumpySelect,
         ("chumpy.reordering", "transpose"): _ChumpyTranspose,
         ("chumpy.reordering", "Reshape"): _ChumpyReshape,
-        ("numpy", "ndarray"): np.ndarray,
-        ("numpy", "dtype"): np.dtype,
         ("copy_reg", "_reconstructor"): _reconstructor,
         ("copyreg", "_reconstructor"): _reconstructor,
-        ("_codecs", "encode"): _latin1_encode,
     }
-    for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
-        allowed[(module, "_reconstruct")] = reconstruct
-        allowed[(module, "scalar")] = scalar
     for module in ("scipy.sparse.csc", "scipy.sparse._csc", "scipy.sparse"):
         allowed[(module, "csc_matrix")] = _CscMatrix
     # Inert builtins that plain containers in a Python-2 pickle may reference.
@@ -172,28 +160,24 @@ def _allowed_globals() -> dict[tuple[str, str], Any]:
     return allowed
 
 
-_ALLOWED_GLOBALS = _allowed_globals()
+_HAND_MODEL_GLOBALS = _hand_model_globals()
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
-    """Resolves only the globals in ``_ALLOWED_GLOBALS``; everything else raises HandModelError."""
+class _HandModelUnpickler(RestrictedUnpickler):
+    """Resolves only the globals in ``_HAND_MODEL_GLOBALS``; everything else raises HandModelError."""
 
     def __init__(self, file: io.BytesIO, source: Path):
-        super().__init__(file, encoding="latin1")
+        super().__init__(file, _HAND_MODEL_GLOBALS)
         self._source = source
 
-    def find_class(self, module: str, name: str) -> Any:
-        try:
-            return _ALLOWED_GLOBALS[(module, name)]
-        except KeyError:
-            pass
+    def refusal(self, module: str, name: str) -> HandModelError:
         if module == "chumpy" or module.startswith("chumpy."):
-            raise HandModelError(
+            return HandModelError(
                 f"hand model file {self._source} contains a chumpy object of class {module}.{name}, which "
                 "this loader does not evaluate (supported: chumpy.ch.Ch, chumpy.reordering.Select, "
                 "chumpy.reordering.transpose, chumpy.reordering.Reshape)"
             )
-        raise HandModelError(
+        return HandModelError(
             f"hand model file {self._source} references {module}.{name}, which the restricted loader refuses "
             "(only numpy arrays, scipy CSC matrices and chumpy Ch/Select/transpose/Reshape are allowed)"
         )
@@ -302,9 +286,9 @@ def _read_pickle(path: Path) -> Any:
     except OSError as exc:
         raise HandModelError(f"hand model file {path} cannot be read: {exc}") from exc
     try:
-        return _RestrictedUnpickler(io.BytesIO(raw), path).load()
-    except HandModelError as exc:
-        if str(path) in str(exc):
+        return _HandModelUnpickler(io.BytesIO(raw), path).load()
+    except (HandModelError, PickleRefused) as exc:
+        if isinstance(exc, HandModelError) and str(path) in str(exc):
             raise
         raise HandModelError(f"hand model file {path}: {exc}") from exc
     except Exception as exc:  # UnpicklingError, EOFError, ValueError, ... from corrupt or truncated data

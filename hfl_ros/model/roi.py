@@ -25,8 +25,11 @@ def roi_features(
 ) -> list[torch.Tensor]:
     """RoIAlign (res×res, 32 official; stride 4, adaptive sampling, aligned=False) of several box lists."""
     batch = boxes[0].shape[0]
-    index = torch.arange(batch, device=feature_map.device, dtype=feature_map.dtype).repeat(len(boxes))
-    rois = torch.cat((index[:, None], torch.cat(boxes).to(feature_map.dtype)), dim=1)
+    # Under autocast torchvision runs RoIAlign in float32 and the boxes must stay float32 (a float16/bfloat16
+    # box loses up to a pixel); without it, the boxes take the map's dtype.
+    dtype = torch.float32 if torch.is_autocast_enabled(feature_map.device.type) else feature_map.dtype
+    index = torch.arange(batch, device=feature_map.device, dtype=dtype).repeat(len(boxes))
+    rois = torch.cat((index[:, None], torch.cat(boxes).to(dtype)), dim=1)
     out = roi_align(feature_map, rois, (res, res), spatial_scale=1.0 / FEATURE_STRIDE, sampling_ratio=-1)
     return list(out.split(batch))
 
@@ -85,6 +88,8 @@ def smoothed_roi_features(
         return roi_features(fused.conv_bn_act(p2, smooth) if fast else smooth(p2), boxes, res)
     height, width = p2.shape[-2:]
     ys, xs, h, w = feature_windows(boxes, height, width)
+    if (h, w) == (height, width):  # the boxes read the whole map
+        return smoothed_roi_features(p2, smooth, boxes, False, res)
     window = _crop_padded(p2, ys, xs, h, w)
     if fast:
         window = fused.conv_bn_act(window, smooth, padding=(0, 0))
