@@ -94,7 +94,7 @@ class RosSession:
                 # Woken by each received message; the short cap re-checks graph conditions and the process.
                 self._cond.wait(min(remaining, 0.05))
 
-    def call(self, srv_type: Any, name: str, request: Any, timeout: float = 20.0) -> Any:
+    def call(self, srv_type: Any, name: str, request: Any, timeout: float = 60.0) -> Any:
         """Call a service and return its response."""
         client = self.node.create_client(srv_type, name)
         try:
@@ -113,7 +113,7 @@ class RosSession:
         self._thread.join(timeout=5.0)
 
 
-def get_parameters(session: RosSession, node: str, names: list[str], timeout: float = 20.0) -> dict[str, Any]:
+def get_parameters(session: RosSession, node: str, names: list[str], timeout: float = 60.0) -> dict[str, Any]:
     """Values of ``names`` read through ``<node>/get_parameters`` (None for a parameter that is not set)."""
     from rcl_interfaces.srv import GetParameters
     from rclpy.parameter import parameter_value_to_python

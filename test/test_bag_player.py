@@ -220,7 +220,8 @@ def _get_parameters(node, target: str, names: list[str]) -> dict:
     client = node.create_client(GetParameters, f"{target}/get_parameters")
     assert client.wait_for_service(timeout_sec=60.0), f"{target}/get_parameters not available"
     future = client.call_async(GetParameters.Request(names=names))
-    spin_until(node, future.done, 30.0, f"{target} parameters")
+    # The node answers only once its Estimator is loaded, which takes long on a loaded machine.
+    spin_until(node, future.done, 180.0, f"{target} parameters")
     return {n: parameter_value_to_python(v) for n, v in zip(names, future.result().values, strict=True)}
 
 
