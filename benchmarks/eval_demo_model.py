@@ -95,6 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     from hfl_ros.train.evaluate import evaluate
 
     checkpoint = find_checkpoint(args.checkpoint)
+    if checkpoint is None:
+        raise SystemExit("eval_demo_model: no demo model yet (models/demo/hfl_demo_resnet18.pt); "
+                         "train it with `make demo-model` or pass --checkpoint PATH")
     started = time.monotonic()
     with SyntheticScenes(args.assets, SceneConfig(), seed=EVALUATION_SEED) as scenes:
         estimator = Estimator(

@@ -22,7 +22,6 @@ from hfl_ros.demo.sample_bag import (
     IMAGE_TOPIC,
     write_sample_bag,
 )
-from hfl_ros.errors import CheckpointError
 from hfl_ros.geometry.boxes import iou
 
 SIZE = (192, 144)
@@ -179,11 +178,22 @@ def test_demo_on_three_frames_writes_every_output(random_checkpoint, tmp_path, c
     assert len((out / "labels/labels.jsonl").read_text().splitlines()) == 3
 
 
-def test_demo_without_weights_says_how_to_get_them(tmp_path, monkeypatch, capsys):
+def test_demo_without_weights_runs_untrained_and_says_so(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(run_demo, "_REPO_ROOT", tmp_path)
-    with pytest.raises(CheckpointError, match="make demo-model"):
-        run_demo.find_checkpoint(None)
+    assert run_demo.find_checkpoint(None) is None
+    out = tmp_path / "untrained"
+    size = f"{SIZE[0]}x{SIZE[1]}"
+    assert main(["demo", "--out", str(out), "--frames", "2", "--size", size, "--no-progress"]) == 0
+    assert "NO TRAINED DEMO MODEL" in capsys.readouterr().err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["untrained"] is True and "untrained network" in summary["note"]
+    assert "NO TRAINED DEMO MODEL" in (out / "summary.md").read_text()
+    assert (out / "untrained_demo_model.pt").is_file() and (out / "picture_sheet.png").is_file()
+
+
+def test_demo_with_a_missing_checkpoint_is_a_one_line_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
     assert main(["demo", "--out", str(tmp_path / "out"), "--checkpoint", str(tmp_path / "none.pt")]) == 2
     assert "none.pt does not exist" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()  # nothing is rendered before the checkpoint is found

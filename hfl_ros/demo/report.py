@@ -278,7 +278,7 @@ def summary_markdown(summary: dict[str, Any]) -> str:
     lines = [
         "# hfl_ros demo: estimates vs. ground truth",
         "",
-        f"**{SYNTHETIC_ONLY_NOTE}**",
+        f"**{summary.get('note', SYNTHETIC_ONLY_NOTE)}**",
         "",
         f"Sample bag: `{summary['input_bag']}` ({summary['frames']} frames). Labeled with `hfl-ros label` "
         f"through the Estimator, checkpoint `{summary['checkpoint']}`; output bag "

@@ -31,8 +31,19 @@ DEFAULT_OUT = Path("demo_output")
 _REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-def find_checkpoint(path: str | Path | None) -> Path:
-    """The checkpoint to use: ``path`` if given, else the demo weights; CheckpointError saying what to do."""
+#: The demo model's architecture (config/train_demo.yaml), used for the untrained stand-in below.
+DEMO_NETWORK = {"variant": "harmonious", "trunk": "resnet18", "heads": 4, "input_size": 128, "roi_res": 16,
+                "feature_channels": 128}
+
+UNTRAINED_NOTE = (
+    "NO TRAINED DEMO MODEL IS SHIPPED YET: these estimates come from an untrained network (seeded random "
+    "weights). They show that the whole pipeline runs (bag, sync, Estimator, PnP, outputs) and say nothing "
+    "about accuracy. Train the demo model with `make demo-model` or pass --checkpoint PATH."
+)
+
+
+def find_checkpoint(path: str | Path | None) -> Path | None:
+    """``path`` if given, else the shipped demo weights, else None (no demo model yet)."""
     if path is not None:
         if not Path(path).is_file():
             raise CheckpointError(f"checkpoint {path} does not exist")
@@ -40,10 +51,19 @@ def find_checkpoint(path: str | Path | None) -> Path:
     for candidate in (Path.cwd() / DEFAULT_CHECKPOINT, _REPO_ROOT / DEFAULT_CHECKPOINT):
         if candidate.is_file():
             return candidate
-    raise CheckpointError(
-        f"the demo model weights are missing ({DEFAULT_CHECKPOINT} in the repository); train them with "
-        "`make demo-model` (about 2 hours on a CPU) or pass --checkpoint PATH"
-    )
+    return None
+
+
+def write_untrained_checkpoint(path: Path, hand_dir: Path, seed: int = 0) -> Path:
+    """The demo architecture with seeded random weights, for running the pipeline before a model exists."""
+    import torch
+
+    from ..model import HFLNet
+    from ..model.checkpoint import save_checkpoint
+
+    torch.manual_seed(seed)
+    net = HFLNet.from_config(DEMO_NETWORK, mano_path=hand_dir)
+    return save_checkpoint(path, net, {"model": DEMO_NETWORK, "note": "untrained"})
 
 
 def _image_count(bag: Path) -> int | None:
@@ -105,6 +125,7 @@ def run_demo(
     from . import report
 
     checkpoint = find_checkpoint(checkpoint)
+    untrained = checkpoint is None
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     assets = out / "assets"
@@ -113,6 +134,9 @@ def run_demo(
     hand_dir, models_dir = assets / "hand_models", assets / "object_models"
     bag = out / "sample_bag"
     prepare_sample_bag(bag, frames=frames, size=size, seed=seed, assets=assets)
+    if untrained:
+        print(f"WARNING: {UNTRAINED_NOTE}", file=sys.stderr)
+        checkpoint = write_untrained_checkpoint(out / "untrained_demo_model.pt", hand_dir, seed)
 
     labels = out / "labels"
     if labels.exists():  # a previous demo run: start afresh
@@ -139,7 +163,8 @@ def run_demo(
     summary = report.score_frames(demo_frames, object_models)
     summary.update(
         {
-            "note": report.SYNTHETIC_ONLY_NOTE,
+            "note": UNTRAINED_NOTE if untrained else report.SYNTHETIC_ONLY_NOTE,
+            "untrained": untrained,
             "checkpoint": str(checkpoint),
             "input_bag": str(bag),
             "labeled_bag": str(labels / BAG_DIR),
