@@ -92,7 +92,8 @@ def test_smoke_run_learns_and_resumes_identically(data, tmp_path):
     # The checkpoint carries its config and builds the right network for evaluation.
     assert a["config"]["model"]["trunk"] == "resnet18"
     net, _ = load_network(result.checkpoint)
-    assert net.config == {"variant": "harmonious", "trunk": "resnet18", "heads": 4, "input_size": 64}
+    assert net.config == {"variant": "harmonious", "trunk": "resnet18", "heads": 4, "input_size": 64,
+                          "roi_res": 32, "feature_channels": 256}
 
 
 def test_recipe_configs_match_the_paper():
