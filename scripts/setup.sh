@@ -96,7 +96,9 @@ have_system_pkg() {
   local p
   IFS=: read -ra _prefixes <<< "${AMENT_PREFIX_PATH:-}"
   for p in "${_prefixes[@]}"; do
-    [ -n "$p" ] && [ "$p" != "$VENV" ] && [ -f "$p/share/ament_index/resource_index/packages/$1" ] && return 0
+    # A real install (apt, colcon) has a setup file at its root; another project's venv does not count.
+    [ -n "$p" ] && [ "$p" != "$VENV" ] && { [ -f "$p/local_setup.bash" ] || [ -f "$p/setup.bash" ]; } \
+      && [ -f "$p/share/ament_index/resource_index/packages/$1" ] && return 0
   done
   return 1
 }
@@ -111,7 +113,8 @@ build_pkg() {  # build_pkg NAME SRC_DIR
   UP_TO_DATE=""
   rm -rf "$BUILD/$name"
   mkdir -p "$BUILD/$name"
-  AMENT_PREFIX_PATH="$VENV${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}" CMAKE_PREFIX_PATH="$VENV" \
+  AMENT_PREFIX_PATH="$VENV${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}" \
+    CMAKE_PREFIX_PATH="$VENV${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}" \
     PATH="$VENV/bin:$PATH" \
     cmake -S "$src" -B "$BUILD/$name" -G Ninja -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF \
       -DPython3_EXECUTABLE="$VENV/bin/python" -DPYTHON_INSTALL_DIR="${SITE#"$VENV"/}" \
@@ -166,7 +169,8 @@ EOF
 }
 
 do_check() {
-  AMENT_PREFIX_PATH="$VENV" PYTHONPATH="$ROOT" "$VENV/bin/python" -c '
+  AMENT_PREFIX_PATH="$VENV${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}" PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" \
+    "$VENV/bin/python" -c '
 import rclpy, torch, torchvision, cv2, rosbags
 from vision_msgs.msg import Detection2DArray
 from tf2_msgs.msg import TFMessage
