@@ -4,6 +4,7 @@ waits on conditions with deadlines (never fixed sleeps). Used by the perception 
 from __future__ import annotations
 
 import contextlib
+import signal
 import subprocess
 import threading
 import time
@@ -111,6 +112,17 @@ class RosSession:
         self.node.destroy_node()
         rclpy.try_shutdown(context=self.context)
         self._thread.join(timeout=5.0)
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 30.0) -> None:
+    """Stop a node as Ctrl-C would (SIGINT), killing it if it does not exit within ``timeout``."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def get_parameters(session: RosSession, node: str, names: list[str], timeout: float = 60.0) -> dict[str, Any]:

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import signal
-import subprocess
 import sys
 import types
 from dataclasses import dataclass, field
@@ -189,7 +187,7 @@ def test_yaml_parameters_and_remaps_reach_the_launched_node(monkeypatch, tmp_pat
     pytest.importorskip("rclpy")
     import torch
     from hfl_ros.msg import HandObjectPoseArray
-    from node_harness import RosSession, get_parameters, process_output, start_process
+    from node_harness import RosSession, get_parameters, process_output, start_process, stop_process
 
     torch.set_num_threads(1)
     assets = make_node_assets(tmp_path / "assets")
@@ -234,12 +232,7 @@ def test_yaml_parameters_and_remaps_reach_the_launched_node(monkeypatch, tmp_pat
         assert [a.header.stamp.sec for a in answers] == stamps
         assert all(len(a.poses) == 1 and a.poses[0].hand.side == 0 for a in answers)  # "rh": right hand
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_process(proc)
         session.close()
     assert proc.returncode == 0, process_output(proc.log_dir)
 

@@ -23,7 +23,7 @@ rclpy = pytest.importorskip("rclpy")
 from builtin_interfaces.msg import Time  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from hfl_ros.msg import HandObjectPose, HandObjectPoseArray  # noqa: E402
-from node_harness import RosSession, set_parameters, start_process  # noqa: E402
+from node_harness import RosSession, set_parameters, start_process, stop_process  # noqa: E402
 from ros_helpers import (  # noqa: E402
     HAND_T,
     IMAGE_H,
@@ -373,13 +373,7 @@ def harness(node_assets, tmp_path_factory):
         h.wait_ready()
         yield h
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc)
         session.close()
 
 
