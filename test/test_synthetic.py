@@ -92,6 +92,27 @@ def test_sample_fields_and_frames(samples):
         assert np.allclose(s.hand_translation, s.joints3d[0])
 
 
+def test_objects_are_held_upright_within_the_configured_tilt(samples):
+    up = np.array([0.0, -1.0, 0.0])  # OpenCV camera axes: image up is -y
+    limit = SceneConfig().max_tilt_deg
+    for s in samples:
+        tilt = np.degrees(np.arccos(np.clip((s.object_R @ [0.0, 0.0, 1.0]) @ up, -1.0, 1.0)))
+        assert tilt <= limit + 1e-6, f"object up axis tilted {tilt:.1f} deg > {limit} deg"
+
+
+def test_upright_rotation_spans_the_tilt_cone_and_every_spin():
+    from hfl_ros.data.synthetic import _upright_rotation
+
+    rng = np.random.default_rng(3)
+    rotations = [_upright_rotation(rng, 50.0) for _ in range(400)]
+    tilts = [np.degrees(np.arccos(-(R @ [0.0, 0.0, 1.0])[1])) for R in rotations]
+    assert max(tilts) <= 50.0 + 1e-6 and max(tilts) > 40.0
+    # the spin about the up axis is free: the model x axis points both towards and away from the camera
+    towards = [(R @ [1.0, 0.0, 0.0])[2] for R in rotations]
+    assert min(towards) < -0.8 and max(towards) > 0.8
+    assert all(np.allclose(R @ R.T, np.eye(3), atol=1e-9) and np.linalg.det(R) > 0 for R in rotations)
+
+
 def test_projected_joints_and_control_points_fall_in_the_rendered_masks(scenes, samples):
     for s in samples:
         hand_full, object_full = s.meta["hand_mask_full"], s.meta["object_mask_full"]
@@ -146,8 +167,9 @@ def test_object_models_load_with_the_library(scenes, samples):
 
 def test_ho3d_export_reads_back_with_the_ho3d_reader(scenes, samples, tmp_path):
     root = tmp_path / "ho3d"
-    assert write_ho3d_split(root, "train", samples[:4], frames_per_sequence=3, image_format="png") == 4
-    assert write_ho3d_split(root, "evaluation", samples[4:], image_format="jpg") == 2
+    keys = write_ho3d_split(root, "train", samples[:4], frames_per_sequence=3, image_format="png")
+    assert keys == ["SYN000/0000", "SYN000/0001", "SYN000/0002", "SYN001/0000"]
+    assert len(write_ho3d_split(root, "evaluation", samples[4:], image_format="jpg")) == 2
     train = HO3DDataset(root, "train")
     assert train.frame_keys == ["SYN000/0000", "SYN000/0001", "SYN000/0002", "SYN001/0000"]
     for s, r in zip(samples, train):

@@ -94,6 +94,25 @@ def test_smoke_run_learns_and_resumes_identically(data, tmp_path):
                           "roi_res": 32, "feature_channels": 256}
 
 
+def test_gradient_norm_cap_limits_the_step(data, tmp_path):
+    """With a vanishing cap Adam's step shrinks to ~lr * g / eps; without one it is about lr per weight."""
+    torch.set_num_threads(1)
+
+    def largest_change(clip):
+        cfg = smoke_config(data, tmp_path / f"clip{clip}", max_steps=1)
+        cfg["optim"] = {"lr": 1e-3, "weight_decay": 0.0, "clip_grad_norm": clip}  # decay would bypass the cap
+        torch.manual_seed(0)
+        trainer = Trainer(config_from_dict(cfg))
+        before = {k: v.detach().clone() for k, v in trainer.net.named_parameters()}
+        trainer.train_step(next(iter(trainer._loader())))
+        return max(float((v.detach() - before[k]).abs().max()) for k, v in trainer.net.named_parameters())
+
+    assert largest_change(None) > 5e-4
+    assert largest_change(1e-12) < 1e-5
+    with pytest.raises(InputError, match="clip_grad_norm"):
+        load_config(None, ["optim.clip_grad_norm=0"])
+
+
 def test_recipe_configs_match_the_paper():
     ho3d = load_config(REPO / "config" / "train_ho3d.yaml")
     dex = load_config(REPO / "config" / "train_dexycb.yaml")

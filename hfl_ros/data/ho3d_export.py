@@ -98,8 +98,14 @@ def write_ho3d_split(
     image_format: str = "jpg",
     jpeg_quality: int = 92,
     progress=None,
-) -> int:
-    """Write samples as one split; returns how many. ``progress(count)`` is called after each frame."""
+    start: int = 0,
+    write_index: bool = True,
+) -> list[str]:
+    """Write samples as one split; returns their ``seq/frame`` keys. ``progress(count)`` follows each frame.
+
+    ``start`` numbers the first sample (a shard of a split written by several processes starts at a multiple
+    of ``frames_per_sequence``); ``write_index=False`` leaves ``<split>.txt`` and the models to the caller.
+    """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     if image_format not in ("jpg", "png"):
@@ -107,7 +113,7 @@ def write_ho3d_split(
     root = Path(root)
     keys = []
     params = [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality] if image_format == "jpg" else []
-    for count, sample in enumerate(samples):
+    for count, sample in enumerate(samples, start):
         seq, frame_id = (
             f"{sequence_prefix}{count // frames_per_sequence:03d}",
             f"{count % frames_per_sequence:04d}",
@@ -123,7 +129,8 @@ def write_ho3d_split(
             pickle.dump(ho3d_meta(sample, with_hand_box=split == "evaluation"), stream, protocol=2)
         keys.append(f"{seq}/{frame_id}")
         if progress is not None:
-            progress(count + 1)
-    (root / f"{split}.txt").write_text("".join(f"{k}\n" for k in keys))
-    write_object_models(root / "models", by_name=True)
-    return len(keys)
+            progress(len(keys))
+    if write_index:
+        (root / f"{split}.txt").write_text("".join(f"{k}\n" for k in keys))
+        write_object_models(root / "models", by_name=True)
+    return keys

@@ -44,6 +44,9 @@ class SceneConfig:
     image_size: tuple[int, int] = (640, 480)
     focal_range: tuple[float, float] = (500.0, 650.0)
     distance_range: tuple[float, float] = (0.45, 0.75)  # object centre depth, m
+    # An object's up axis (its model z) points within this angle of the image's up direction, as objects held
+    # in front of a robot's camera mostly do; the rotation about that axis is free. 180 allows any rotation.
+    max_tilt_deg: float = 50.0
     class_ids: tuple[str, ...] = DEFAULT_CLASS_IDS
     left_hand_fraction: float = 0.0  # HO3D, and therefore the demo model, is right-hand only
     min_visible_fraction: float = 0.3  # of each of hand and object, after occlusion
@@ -98,6 +101,18 @@ def write_standin_hand_models(directory) -> Path:
     for side, name in STANDIN_FILE_NAMES.items():
         write_if_changed(directory / name, _standin_hand_bytes(side))
     return directory
+
+
+def _upright_rotation(rng: np.random.Generator, max_tilt_deg: float) -> np.ndarray:
+    """A rotation taking model z to within ``max_tilt_deg`` of the camera's up (-y), any spin about it."""
+    if max_tilt_deg >= 180.0:
+        return _random_rotation(rng)
+    spin = axis_angle_to_matrix(np.array([0.0, 0.0, rng.uniform(-np.pi, np.pi)]))
+    z_to_up = axis_angle_to_matrix(np.array([np.pi / 2, 0.0, 0.0]))  # z -> -y
+    axis = rng.normal(size=3)
+    axis /= np.linalg.norm(axis)
+    tilt = axis_angle_to_matrix(axis * np.deg2rad(rng.uniform(0.0, max_tilt_deg)))
+    return tilt @ z_to_up @ spin
 
 
 def _random_rotation(rng: np.random.Generator) -> np.ndarray:
@@ -195,7 +210,7 @@ class SyntheticScenes:
     ) -> tuple[np.ndarray, np.ndarray]:
         width, height = self.config.image_size
         while True:  # keep the palm side of the object towards the camera more often than not
-            R = _random_rotation(rng)
+            R = _upright_rotation(rng, self.config.max_tilt_deg)
             if (R @ grasp.approach)[2] < 0.45:
                 break
         depth = rng.uniform(*distance_range)

@@ -9,16 +9,46 @@ give the same files. Rendering takes about 0.1 s a frame on one core.
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import sys
 import time
 from pathlib import Path
 
 from ..data.ho3d_export import write_ho3d_split
-from ..data.synthetic import SceneConfig, SyntheticScenes
+from ..data.shapes import write_object_models
+from ..data.synthetic import SceneConfig, SyntheticScenes, write_standin_hand_models
 from .sample_bag import parse_size
 
 TRAIN_SEED = 0
 EVALUATION_SEED = 1
+
+
+FRAMES_PER_SEQUENCE = 200
+
+
+def _write_shard(out: Path, split: str, seed: int, image_size, image_format: str, start: int, count: int,
+                 progress: bool) -> list[str]:
+    """Render frames ``start .. start+count-1`` of a split (whole sequences) and return their keys."""
+    started = time.monotonic()
+
+    def report(done: int) -> None:
+        if progress and (done % 100 == 0 or done == count):
+            rate = done / max(time.monotonic() - started, 1e-6)
+            print(f"{split}[{start}:]: {done}/{count} frames ({rate:.1f}/s)", file=sys.stderr, flush=True)
+
+    # The cache holds the stand-in hand models used for the MANO targets: DIR/hand_models.
+    with SyntheticScenes(out, SceneConfig(image_size=image_size), seed=seed) as scenes:
+        return write_ho3d_split(
+            out,
+            split,
+            scenes.samples(count, start),
+            image_format=image_format,
+            frames_per_sequence=FRAMES_PER_SEQUENCE,
+            sequence_prefix=f"S{seed}_",
+            progress=report,
+            start=start,
+            write_index=False,
+        )
 
 
 def make_dataset(
@@ -29,30 +59,31 @@ def make_dataset(
     image_size=(640, 480),
     progress: bool = True,
     image_format: str = "jpg",
+    workers: int = 1,
 ) -> dict[str, int]:
-    """Render and write both splits; returns the frame count of each."""
+    """Render and write both splits; returns the frame count of each.
+
+    Frame ``i`` of a split depends only on (split seed, i), so any ``workers`` count writes the same files.
+    """
     out = Path(out)
-    counts = {}
+    write_standin_hand_models(out / "hand_models")  # before the workers, which would race to write them
+    jobs = []
     for split, count, seed in (("train", train, TRAIN_SEED), ("evaluation", evaluation, EVALUATION_SEED)):
-        if count <= 0:
-            continue
-        started = time.monotonic()
-
-        def report(done: int, split=split, count=count, started=started) -> None:
-            if progress and (done % 100 == 0 or done == count):
-                rate = done / max(time.monotonic() - started, 1e-6)
-                print(f"{split}: {done}/{count} frames ({rate:.1f}/s)", file=sys.stderr, flush=True)
-
-        # The cache holds the stand-in hand models used for the MANO targets: DIR/hand_models.
-        with SyntheticScenes(out, SceneConfig(image_size=image_size), seed=seed) as scenes:
-            counts[split] = write_ho3d_split(
-                out,
-                split,
-                scenes.samples(count),
-                image_format=image_format,
-                sequence_prefix=f"S{seed}_",
-                progress=report,
-            )
+        for start in range(0, max(count, 0), FRAMES_PER_SEQUENCE):
+            size = min(FRAMES_PER_SEQUENCE, count - start)
+            jobs.append((out, split, seed, tuple(image_size), image_format, start, size, progress))
+    if workers > 1 and len(jobs) > 1:
+        with multiprocessing.get_context("spawn").Pool(min(workers, len(jobs))) as pool:
+            keys = pool.starmap(_write_shard, jobs)
+    else:
+        keys = [_write_shard(*job) for job in jobs]
+    counts: dict[str, int] = {}
+    for split in ("train", "evaluation"):
+        split_keys = [k for job, ks in zip(jobs, keys, strict=True) if job[1] == split for k in ks]
+        if split_keys:
+            (out / f"{split}.txt").write_text("".join(f"{k}\n" for k in split_keys))
+            counts[split] = len(split_keys)
+    write_object_models(out / "models", by_name=True)
     return counts
 
 
@@ -65,6 +96,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--png", action="store_true", help="write PNG images (HO3D v2) instead of JPEG")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="rendering processes (same files for any count; default 1)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -75,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
         image_size=args.size,
         progress=not args.quiet,
         image_format="png" if args.png else "jpg",
+        workers=args.workers,
     )
     print(f"wrote {args.out}: " + ", ".join(f"{k} {v} frames" for k, v in counts.items()))
     return 0

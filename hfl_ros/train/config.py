@@ -58,6 +58,7 @@ class OptimConfig:
     lr_gamma: float = 0.7
     scheduler_stop_epoch: int | None = None  # decay only after epochs <= this (DexYCB 35); None: always
     epochs: int = 70  # HO3D 70, DexYCB 40
+    clip_grad_norm: float | None = None  # not in the paper; caps the gradient norm of from-scratch runs
 
 
 @dataclass
@@ -97,6 +98,9 @@ class TrainConfig:
             raise InputError(f"run.batch_size must be positive, got {self.run.batch_size}")
         if self.optim.epochs <= 0 or self.optim.lr_step <= 0:
             raise InputError("optim.epochs and optim.lr_step must be positive")
+        clip = self.optim.clip_grad_norm
+        if clip is not None and not (isinstance(clip, int | float) and clip > 0):
+            raise InputError(f"optim.clip_grad_norm must be a positive number or null, got {clip!r}")
         return self
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 from torch.utils.data import DataLoader
 
 from ..data.sample import HandObjectSample
@@ -323,6 +324,10 @@ class Trainer:
         loss, terms = self.loss_fn(out, batch)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
+        clip = self.config.optim.clip_grad_norm
+        if clip is not None:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.model.parameters(), clip)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         return float(loss.detach()), terms
