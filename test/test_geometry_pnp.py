@@ -132,6 +132,16 @@ def test_pnp_pose_behind_the_camera_is_invalid(cp3d, monkeypatch):
     assert result.t[2] == -0.5  # the refused pose is kept for diagnosis, never a made-up identity
 
 
+def test_pnp_pose_implausibly_far_away_is_invalid(cp3d, monkeypatch):
+    # Collapsed votes (an untrained network) let EPnP return depths of 1e70 m; such a pose is refused.
+    def fake_ransac(p3, p2, K, dist, **kwargs):
+        return True, np.zeros((3, 1)), np.array([[0.0], [0.0], [3.0e70]]), np.arange(len(p3))[:, None]
+
+    monkeypatch.setattr("hfl_ros.geometry.pnp.cv2.solvePnPRansac", fake_ransac)
+    result = solve_pnp(cp3d, project(cp3d @ R_TRUE.T + T_TRUE, K), K, refine=False)
+    assert not result.valid and "implausibly far" in result.reason
+
+
 def _reference_selection(vote_px, conf, best_count=10, threshold=0.5):
     """The spec's loop, written plainly."""
     conf = conf.reshape(-1, conf.shape[-1]).copy()

@@ -12,6 +12,9 @@ RANSAC_ITERATIONS = 100
 RANSAC_REPROJECTION_PX = 8.0
 RANSAC_CONFIDENCE = 0.99
 MIN_INLIERS = 4
+#: Farther than this an object in a hand cannot be seen well enough to vote on: a pose beyond it is a collapse of
+#: the votes (seen from an untrained network as depths of 1e70 m), not a measurement.
+MAX_DEPTH_M = 20.0
 
 
 def top_votes(vote_px: np.ndarray, conf: np.ndarray, best_count: int = 10) -> tuple[np.ndarray, np.ndarray]:
@@ -95,7 +98,7 @@ def solve_pnp(points3d, points2d, K, *, refine: bool = True, min_points: int = 6
     """EPnP inside RANSAC (100 iterations, 8 px, confidence 0.99), then optional LM refinement on the inliers.
 
     Never returns a made-up pose: invalid input, a RANSAC failure, fewer than 4 inliers, a pose behind the
-    camera or a non-finite result give ``valid=False`` and a reason.
+    camera or beyond :data:`MAX_DEPTH_M`, or a non-finite result give ``valid=False`` and a reason.
     """
     p3 = np.asarray(points3d, dtype=np.float64).reshape(-1, 3)
     p2 = np.asarray(points2d, dtype=np.float64).reshape(-1, 2)
@@ -151,6 +154,9 @@ def solve_pnp(points3d, points2d, K, *, refine: bool = True, min_points: int = 6
     result.R, result.t = R, t
     if t[2] <= 0:
         result.reason = f"the pose puts the object behind the camera (t_z = {t[2]:.3g} m)"
+        return result
+    if t[2] > MAX_DEPTH_M:
+        result.reason = f"the pose puts the object implausibly far away (t_z = {t[2]:.3g} m > {MAX_DEPTH_M} m)"
         return result
     proj = (p3[inliers] @ R.T + t) @ K.T
     result.reproj_error = float(np.mean(np.linalg.norm(proj[:, :2] / proj[:, 2:3] - p2[inliers], axis=1)))
