@@ -12,8 +12,8 @@ RANSAC_ITERATIONS = 100
 RANSAC_REPROJECTION_PX = 8.0
 RANSAC_CONFIDENCE = 0.99
 MIN_INLIERS = 4
-#: Farther than this an object in a hand cannot be seen well enough to vote on: a pose beyond it is a collapse of
-#: the votes (seen from an untrained network as depths of 1e70 m), not a measurement.
+#: Farther than this an object in a hand cannot be seen well enough to vote on: a pose beyond it is a
+#: collapse of the votes (seen from an untrained network as depths of 1e70 m), not a measurement.
 MAX_DEPTH_M = 20.0
 
 
@@ -156,7 +156,9 @@ def solve_pnp(points3d, points2d, K, *, refine: bool = True, min_points: int = 6
         result.reason = f"the pose puts the object behind the camera (t_z = {t[2]:.3g} m)"
         return result
     if t[2] > MAX_DEPTH_M:
-        result.reason = f"the pose puts the object implausibly far away (t_z = {t[2]:.3g} m > {MAX_DEPTH_M} m)"
+        result.reason = (
+            f"the pose puts the object implausibly far away (t_z = {t[2]:.3g} m > {MAX_DEPTH_M} m)"
+        )
         return result
     proj = (p3[inliers] @ R.T + t) @ K.T
     result.reproj_error = float(np.mean(np.linalg.norm(proj[:, :2] / proj[:, 2:3] - p2[inliers], axis=1)))
