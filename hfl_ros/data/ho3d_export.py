@@ -88,12 +88,23 @@ def segmentation_image(sample: HandObjectSample) -> np.ndarray:
     return seg
 
 
+#: Frames a written sequence folder holds (shards of a split written in parallel start at multiples of it).
+FRAMES_PER_SEQUENCE = 200
+
+
+def write_ho3d_index(root, split: str, keys: list[str]) -> None:
+    """Write ``<split>.txt`` listing ``keys`` and the ``models/`` folder the split's meta files refer to."""
+    root = Path(root)
+    (root / f"{split}.txt").write_text("".join(f"{k}\n" for k in keys))
+    write_object_models(root / "models", by_name=True)
+
+
 def write_ho3d_split(
     root,
     split: str,
     samples: Iterable[HandObjectSample],
     *,
-    frames_per_sequence: int = 200,
+    frames_per_sequence: int = FRAMES_PER_SEQUENCE,
     sequence_prefix: str = "SYN",
     image_format: str = "jpg",
     jpeg_quality: int = 92,
@@ -131,6 +142,5 @@ def write_ho3d_split(
         if progress is not None:
             progress(len(keys))
     if write_index:
-        (root / f"{split}.txt").write_text("".join(f"{k}\n" for k in keys))
-        write_object_models(root / "models", by_name=True)
+        write_ho3d_index(root, split, keys)
     return keys

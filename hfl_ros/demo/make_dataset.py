@@ -14,16 +14,12 @@ import sys
 import time
 from pathlib import Path
 
-from ..data.ho3d_export import write_ho3d_split
-from ..data.shapes import write_object_models
+from ..data.ho3d_export import FRAMES_PER_SEQUENCE, write_ho3d_index, write_ho3d_split
 from ..data.synthetic import SceneConfig, SyntheticScenes, write_standin_hand_models
 from .sample_bag import parse_size
 
 TRAIN_SEED = 0
 EVALUATION_SEED = 1
-
-
-FRAMES_PER_SEQUENCE = 200
 
 
 def _write_shard(out: Path, split: str, seed: int, image_size, image_format: str, start: int, count: int,
@@ -43,7 +39,6 @@ def _write_shard(out: Path, split: str, seed: int, image_size, image_format: str
             split,
             scenes.samples(count, start),
             image_format=image_format,
-            frames_per_sequence=FRAMES_PER_SEQUENCE,
             sequence_prefix=f"S{seed}_",
             progress=report,
             start=start,
@@ -77,14 +72,12 @@ def make_dataset(
             keys = pool.starmap(_write_shard, jobs)
     else:
         keys = [_write_shard(*job) for job in jobs]
-    counts: dict[str, int] = {}
-    for split in ("train", "evaluation"):
-        split_keys = [k for job, ks in zip(jobs, keys, strict=True) if job[1] == split for k in ks]
-        if split_keys:
-            (out / f"{split}.txt").write_text("".join(f"{k}\n" for k in split_keys))
-            counts[split] = len(split_keys)
-    write_object_models(out / "models", by_name=True)
-    return counts
+    by_split: dict[str, list[str]] = {}
+    for job, shard_keys in zip(jobs, keys, strict=True):
+        by_split.setdefault(job[1], []).extend(shard_keys)
+    for split, split_keys in by_split.items():
+        write_ho3d_index(out, split, split_keys)
+    return {split: len(split_keys) for split, split_keys in by_split.items()}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
