@@ -225,3 +225,17 @@ def test_stale_cached_assets_are_replaced(tmp_path):
         assert gen.sample(0).joints3d.shape == (21, 3)  # would fail to load the stale hand model
     assert hand.read_bytes() != b"left over from an older version"
     assert np.loadtxt(points).shape == (2621, 3)
+
+
+def test_make_dataset_writes_the_same_files_for_any_worker_count(tmp_path):
+    from hfl_ros.demo.make_dataset import make_dataset
+
+    trees = {}
+    for workers in (1, 2):
+        root = tmp_path / f"workers{workers}"
+        counts = make_dataset(root, train=3, evaluation=2, image_size=SIZE, progress=False, workers=workers)
+        assert counts == {"train": 3, "evaluation": 2}
+        trees[workers] = {p.relative_to(root): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    assert trees[1].keys() == trees[2].keys() and trees[1] == trees[2]
+    keys = (tmp_path / "workers1" / "train.txt").read_text().split()
+    assert keys == ["S0_000/0000", "S0_000/0001", "S0_000/0002"]
