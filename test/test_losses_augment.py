@@ -14,9 +14,10 @@ from torch.utils.data import DistributedSampler
 from hfl_ros.data.ho3d import HO3DDataset
 from hfl_ros.data.torch_dataset import EpochSampler, HandObjectTrainingDataset
 from hfl_ros.geometry.boxes import box_from_points
+from hfl_ros.geometry.crop import crop_for_pair
 from hfl_ros.geometry.rotations import axis_angle_to_matrix
 from hfl_ros.model.mano import ManoLayer
-from hfl_ros.train.augment import AugmentConfig, crop_region, photometric, sample_rotation
+from hfl_ros.train.augment import AugmentConfig, photometric, sample_rotation
 from hfl_ros.train.losses import HFLNetLoss, LossWeights
 
 BONE_RGB = (250, 200, 170)
@@ -85,7 +86,8 @@ def test_items_are_deterministic_per_seed(setup):
 def test_crop_region_and_rotation_distributions():
     hand = np.array([[100.0, 100.0], [140.0, 160.0]])
     obj = np.array([[130.0, 90.0], [200.0, 120.0]])
-    centre, scale = crop_region(hand, obj, (640, 480))
+    crop = crop_for_pair(box_from_points(hand), box_from_points(obj), (640, 480))
+    centre, scale = crop.centre, crop.scale
     # f=1.5 boxes: hand centre (120, 130) half (30, 45); object centre (165, 105) half (52.5, 22.5).
     assert scale == pytest.approx(max(217.5 - 90.0, 175.0 - 82.5))
     np.testing.assert_allclose(centre, [np.trunc((90 + 217.5) / 2), np.trunc((82.5 + 175) / 2)])

@@ -30,21 +30,25 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from ..errors import InputError
+from ..errors import BadBoxError, InputError
 from ..geometry.boxes import box_from_points
-from ..geometry.crop import mirror_image, mirror_K, mirror_points_2d
+from ..geometry.crop import (
+    CropTransform,
+    crop_for_pair,
+    mirror_image,
+    mirror_K,
+    mirror_points_2d,
+    warp_homography,
+)
 from ..geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle, mirror_mano_pose
 from ..results import Side
 from ..train.augment import (
     AugmentConfig,
     apply_homography,
     crop_homography,
-    crop_matrix,
-    crop_region,
     photometric,
     rotation_z,
     sample_crop,
-    warp,
 )
 from .sample import HandObjectSample
 
@@ -154,7 +158,11 @@ class HandObjectTrainingDataset(Dataset):
             cp2d = m["control_points2d"]
             object_mask = None if object_mask is None else np.ascontiguousarray(object_mask[:, ::-1])
 
-        centre, scale = crop_region(joints2d, cp2d, (width, height))
+        try:  # the f=1.5 boxes of the points (spec §1), as inference builds the crop from the f=1.0 boxes
+            region = crop_for_pair(box_from_points(joints2d), box_from_points(cp2d), (width, height))
+        except BadBoxError as exc:
+            raise UnusableSampleError(f"sample {index}: {exc}") from None
+        centre, scale = region.centre, region.scale
         hand_clip = box_from_points(joints2d, 1.5)
         clipped = np.minimum(hand_clip[2:], (width, height)) - np.maximum(hand_clip[:2], 0.0)
         if scale <= 1.0 or np.any(clipped <= 0):
@@ -162,10 +170,10 @@ class HandObjectTrainingDataset(Dataset):
         S = self.input_size
         params = sample_crop(rng if self.augment else None, centre, scale, K, self.augment)
         H = crop_homography(params, K, S)
-        A = crop_matrix(params.centre, params.scale, S)  # K' = A K projects the rotated 3D targets
+        A = CropTransform(params.centre, params.scale, S).homography  # K' = A K projects the rotated targets
         R_aug = rotation_z(params.angle)
 
-        crop = warp(image, H, S)
+        crop = warp_homography(image, H, S)
         if self.augment is not None:
             crop = photometric(crop, rng, self.augment)
         joints2d_c = apply_homography(H, joints2d)
@@ -173,7 +181,7 @@ class HandObjectTrainingDataset(Dataset):
         hand_box = box_from_points(joints2d_c, HAND_BOX_FACTOR)
         object_box = box_from_points(cp2d_c, OBJECT_BOX_FACTOR)
         if object_mask is not None:
-            mask32 = box_mask(warp(object_mask, H, S), object_box)
+            mask32 = box_mask(warp_homography(object_mask, H, S), object_box)
         else:
             mask32 = np.ones((MASK_RES, MASK_RES), np.float32)
 

@@ -41,6 +41,11 @@ class CropTransform:
         ox, oy = self.offset
         return np.array([[self.s, 0.0, ox], [0.0, self.s, oy]])
 
+    @property
+    def homography(self) -> np.ndarray:
+        """A as a 3x3 matrix."""
+        return np.vstack([self.matrix, [0.0, 0.0, 1.0]])
+
     def apply(self, points) -> np.ndarray:
         """Image px (..., 2) -> crop px."""
         return np.asarray(points, dtype=np.float64) * self.s + self.offset
@@ -56,8 +61,7 @@ class CropTransform:
 
     def apply_K(self, K) -> np.ndarray:
         """The camera matrix of the crop: K' = A . K (A as a 3x3)."""
-        A = np.vstack([self.matrix, [0.0, 0.0, 1.0]])
-        return A @ np.asarray(K, dtype=np.float64)
+        return self.homography @ np.asarray(K, dtype=np.float64)
 
 
 def crop_for_pair(
@@ -87,26 +91,40 @@ def crop_for_pair(
 
 
 def warp_image(image: np.ndarray, crop: CropTransform, size: int | None = None) -> np.ndarray:
-    """Cut the crop out of an image with nearest-neighbour sampling and black outside the image.
+    """Cut the crop out of an image (see :func:`warp_homography`)."""
+    return warp_homography(image, crop.homography, crop.size if size is None else int(size))
 
-    This reproduces PIL ``Image.transform(AFFINE)`` with its defaults (as HFL-Net warps): output pixel
-    (x, y) takes input pixel floor(A^-1 (x + 0.5, y + 0.5)). cv2.warpAffine would round the source
+
+def warp_homography(image: np.ndarray, H, size: int) -> np.ndarray:
+    """Warp an image by the image px -> crop px homography ``H`` into a size×size crop, with nearest-neighbour
+    sampling and black outside the image: the one crop sampler of training and inference.
+
+    This reproduces PIL ``Image.transform`` with its defaults (as HFL-Net warps): output pixel (x, y) takes
+    input pixel floor(H^-1 (x + 0.5, y + 0.5)). cv2.warpAffine/warpPerspective would round the source
     coordinate in 1/1024 px fixed point and pick the neighbouring pixel for up to a few percent of the
-    columns at some scales, so the (separable) source indices are computed in float64 here and cv2.remap
-    only gathers. Where a source coordinate falls exactly on a pixel border (e.g. the middle row of an
-    odd-sized crop), floating-point rounding decides in either implementation, so they may then differ.
+    columns at some scales, so the source indices are computed in float64 here and cv2.remap only gathers.
+    An axis-aligned H (a plain crop) takes separable row and column indices. Where a source coordinate falls
+    exactly on a pixel border, floating-point rounding decides in either implementation.
     """
-    size = crop.size if size is None else int(size)
+    H = np.asarray(H, dtype=np.float64)
     height, width = image.shape[:2]
-    inv_s = 1.0 / crop.s
-    ox, oy = crop.offset
     centres = np.arange(size, dtype=np.float64) + 0.5
-    cols = np.floor(inv_s * centres - ox * inv_s)
-    rows = np.floor(inv_s * centres - oy * inv_s)
-    cols[(cols < 0) | (cols >= width)] = -1  # sampled as the black border
-    rows[(rows < 0) | (rows >= height)] = -1
-    map_x = np.broadcast_to(cols.astype(np.float32)[None, :], (size, size))
-    map_y = np.broadcast_to(rows.astype(np.float32)[:, None], (size, size))
+    if H[0, 1] == 0.0 and H[1, 0] == 0.0 and np.array_equal(H[2], [0.0, 0.0, 1.0]):
+        inv_sx, inv_sy = 1.0 / H[0, 0], 1.0 / H[1, 1]
+        cols = np.floor(inv_sx * centres - H[0, 2] * inv_sx)
+        rows = np.floor(inv_sy * centres - H[1, 2] * inv_sy)
+        cols[(cols < 0) | (cols >= width)] = -1  # sampled as the black border
+        rows[(rows < 0) | (rows >= height)] = -1
+        map_x = np.broadcast_to(cols.astype(np.float32)[None, :], (size, size))
+        map_y = np.broadcast_to(rows.astype(np.float32)[:, None], (size, size))
+    else:
+        xs, ys = np.meshgrid(centres, centres)
+        src = np.linalg.inv(H) @ np.stack([xs.ravel(), ys.ravel(), np.ones(xs.size)])
+        cols = np.floor(src[0] / src[2]).reshape(size, size)
+        rows = np.floor(src[1] / src[2]).reshape(size, size)
+        outside = (cols < 0) | (cols >= width) | (rows < 0) | (rows >= height)
+        cols[outside], rows[outside] = -1, -1
+        map_x, map_y = cols.astype(np.float32), rows.astype(np.float32)
     return cv2.remap(
         np.ascontiguousarray(image),
         np.ascontiguousarray(map_x),

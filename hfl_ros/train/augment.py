@@ -1,5 +1,5 @@
-"""Training crops and augmentation (spec §1): crop jitter and scale, rotation about the optical axis, blur and
-colour jitter.
+"""Training augmentation (spec §1): crop jitter and scale, rotation about the optical axis, blur and colour
+jitter. The crop region and the image warp are those of inference (hfl_ros.geometry.crop).
 
 The rotation is applied to the 3D scene: points X -> Rz X with Rz a rotation about the camera's z axis. Its
 image is the homography K Rz K^-1, which for fx = fy is the spec's rotation of the image about the principal
@@ -11,13 +11,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 from PIL import Image, ImageFilter
 
-from ..geometry.boxes import box_from_points
-
-CROP_BOX_FACTOR = 1.5
+from ..geometry.crop import CropTransform
 
 
 @dataclass
@@ -60,21 +57,6 @@ class CropParams:
     angle: float  # radians, about the camera z axis
 
 
-def crop_region(hand_points, object_points, image_wh: tuple[int, int]) -> tuple[np.ndarray, float]:
-    """Centre and side of the crop: the union of the f=1.5 boxes of both point sets, clipped to the image,
-    with an int-truncated centre and the longer side as the scale (spec §1)."""
-    hand = box_from_points(hand_points, CROP_BOX_FACTOR)
-    region = hand
-    if object_points is not None and len(object_points):
-        obj = box_from_points(object_points, CROP_BOX_FACTOR)
-        region = np.concatenate([np.minimum(hand[:2], obj[:2]), np.maximum(hand[2:], obj[2:])])
-    width, height = image_wh
-    x1, y1 = max(region[0], 0.0), max(region[1], 0.0)
-    x2, y2 = min(region[2], float(width)), min(region[3], float(height))
-    centre = np.trunc(np.array([(x1 + x2) / 2.0, (y1 + y2) / 2.0]))
-    return centre, float(max(x2 - x1, y2 - y1))
-
-
 def sample_rotation(rng: np.random.Generator, cfg: AugmentConfig) -> float:
     if cfg.rotation == "uniform":
         return float(rng.uniform(-1.0, 1.0) * math.radians(cfg.rotation_max_deg))
@@ -95,14 +77,6 @@ def rotation_homography(K, angle: float) -> np.ndarray:
     """Image px -> image px of the scene rotated about the camera z axis: K Rz K^-1."""
     K = np.asarray(K, dtype=np.float64)
     return K @ rotation_z(angle) @ np.linalg.inv(K)
-
-
-def crop_matrix(centre, scale: float, size: int) -> np.ndarray:
-    """3x3 affine image px -> crop px: x' = s x + size (0.5 - cx / scale), s = size / scale."""
-    s = size / scale
-    cx, cy = centre
-    ox, oy = size * (0.5 - cx / scale), size * (0.5 - cy / scale)
-    return np.array([[s, 0.0, ox], [0.0, s, oy], [0.0, 0.0, 1.0]])
 
 
 def apply_homography(H, points) -> np.ndarray:
@@ -128,20 +102,8 @@ def sample_crop(
 
 def crop_homography(params: CropParams, K, size: int) -> np.ndarray:
     """Image px -> crop px (rotation, then the crop affine)."""
-    A = crop_matrix(params.centre, params.scale, size)
+    A = CropTransform(params.centre, params.scale, size).homography
     return A @ rotation_homography(K, params.angle) if params.angle else A
-
-
-def warp(image: np.ndarray, H, size: int) -> np.ndarray:
-    """Warp with nearest sampling and black outside, in PIL's convention (output pixel (x, y) reads the input
-    at floor(H^-1 (x + 0.5, y + 0.5))), as :func:`hfl_ros.geometry.crop.warp_image` does for pure crops."""
-    shift, unshift = np.eye(3), np.eye(3)
-    shift[:2, 2], unshift[:2, 2] = 0.5, -0.5
-    to_source = unshift @ np.linalg.inv(np.asarray(H, dtype=np.float64)) @ shift
-    return cv2.warpPerspective(
-        np.ascontiguousarray(image), to_source, (size, size),
-        flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT, borderValue=0,
-    )
 
 
 def photometric(image: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig) -> np.ndarray:

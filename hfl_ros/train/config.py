@@ -25,12 +25,13 @@ class ModelConfig:
     """The network (hfl_ros.model.HFLNet arguments) and the hand model used for the MANO targets."""
 
     variant: str = "harmonious"  # "harmonious" (paper), "single", "double"
-    trunk: str = "resnet50"  # "resnet50" (paper), "resnet34", "resnet18"
+    trunk: str = "resnet50"  # "resnet50" (paper), "resnet34", "resnet18", "efficientnet_lite0/1/2"
     heads: int = 4
     input_size: int = 256
     roi_res: int = 32  # RoIAlign grid (32 paper; 16 makes the heads about 3x cheaper for small CPU models)
     feature_channels: int = 256  # FPN and head width (256 paper)
-    imagenet_weights: bool = True  # the paper initialises the trunk from ImageNet (local cache only)
+    imagenet_weights: bool = True  # the paper initialises the trunk from ImageNet (local files only)
+    frozen_stages: int = 0  # trunk stages 0..n-1 (0 = stem) kept at their initial weights; 0 in the paper
     mano_dir: str | None = None  # directory with MANO_RIGHT.pkl (or the stand-in hand model)
 
 
@@ -98,6 +99,8 @@ class TrainConfig:
             raise InputError(f"run.batch_size must be positive, got {self.run.batch_size}")
         if self.optim.epochs <= 0 or self.optim.lr_step <= 0:
             raise InputError("optim.epochs and optim.lr_step must be positive")
+        if not 0 <= self.model.frozen_stages <= 5:
+            raise InputError(f"model.frozen_stages must be 0..5, got {self.model.frozen_stages}")
         clip = self.optim.clip_grad_norm
         if clip is not None and not (isinstance(clip, int | float) and clip > 0):
             raise InputError(f"optim.clip_grad_norm must be a positive number or null, got {clip!r}")

@@ -156,7 +156,7 @@ def build_network(config: TrainConfig, *, imagenet_weights: bool | None = None) 
             "holding MANO_RIGHT.pkl (or the stand-in hand model)"
         )
     try:
-        return HFLNet(
+        net = HFLNet(
             m.mano_dir,
             m.variant,
             trunk=m.trunk,
@@ -168,6 +168,8 @@ def build_network(config: TrainConfig, *, imagenet_weights: bool | None = None) 
         )
     except ValueError as exc:
         raise InputError(f"bad model config: {exc}") from None
+    net.base_net.freeze(m.frozen_stages)
+    return net
 
 
 def build_samples(config: TrainConfig) -> Sequence[HandObjectSample]:
