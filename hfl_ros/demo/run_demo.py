@@ -26,7 +26,7 @@ from ..errors import CheckpointError, InputError
 from .sample_bag import IMAGE_TOPIC, parse_size, write_sample_bag
 
 #: Where the trained demo weights live, relative to the repository (or the working directory).
-DEFAULT_CHECKPOINT = Path("models/demo/hfl_demo_resnet18.pt")
+DEFAULT_CHECKPOINT = Path("models/demo/hfl_demo_lite0.pt")
 DEFAULT_OUT = Path("demo_output")
 _REPO_ROOT = Path(__file__).resolve().parents[2]
 
