@@ -224,7 +224,8 @@ def _score_frame(sample, output, hand: HandMetrics, objects: ObjectMetrics, gt_m
             pred_verts = res.hand.verts3d if len(res.hand.verts3d) else None
             gt_verts = gt_mesh.vertices(sample) if pred_verts is not None else None
             errors = hand.add(res.hand.joints3d, gt_joints, pred_verts=pred_verts, gt_verts=gt_verts,
-                              translation_valid=res.hand.translation_valid)
+                              translation_valid=res.hand.translation_valid,
+                              pred_joints2d=res.hand.joints2d, gt_joints2d=sample.joints2d)
             record["hand"] = {k: v for k, v in errors.items() if v is not None}
     has_object_gt = bool(sample.class_id) and _finite(sample.object_R) and _finite(sample.object_t)
     models = getattr(estimator, "object_models", None)

@@ -4,6 +4,7 @@ Conventions (also in docs/training.md):
 - Hand errors are Euclidean distances averaged over the 21 joints (or 778 vertices), reported in millimetres.
 - MPJPE "wrist-aligned" (the DexYCB protocol): the predicted wrist-relative joints plus the GT wrist.
   MPJPE "fitted": our camera-frame joints, whose translation the Estimator fits from the 2D joints and K.
+- 2D joints: the mean image-px distance of the 21 estimated 2D joints (the heat-map joints) to the GT.
 - PA-*: after the similarity (scale, rotation, translation) Procrustes alignment of the prediction to the GT.
 - F@d: harmonic mean of precision (predicted vertices within d of some GT vertex) and recall (GT vertices
   within d of some predicted vertex), on the Procrustes-aligned mesh (the HO3D protocol).
@@ -106,8 +107,10 @@ class HandMetrics:
         self.frames += 1
         self.missing += 1
 
-    def add(self, pred_joints, gt_joints, *, pred_verts=None, gt_verts=None, translation_valid=True) -> dict:
-        """Score one frame; joints (21, 3) camera frame, metres. Returns the frame's errors (metres)."""
+    def add(self, pred_joints, gt_joints, *, pred_verts=None, gt_verts=None, translation_valid=True,
+            pred_joints2d=None, gt_joints2d=None) -> dict:
+        """Score one frame: joints (21, 3) camera frame in metres, 2D joints (21, 2) image px. Returns the
+        frame's errors (metres; 2D in px)."""
         self.frames += 1
         pred_joints, gt_joints = np.asarray(pred_joints, float), np.asarray(gt_joints, float)
         out: dict[str, float | None] = {
@@ -120,6 +123,8 @@ class HandMetrics:
             out["pa_mpvpe"] = mean_distance(aligned, gt_verts)
             out["f5"] = f_score(aligned, gt_verts, 0.005)[0]
             out["f15"] = f_score(aligned, gt_verts, 0.015)[0]
+        if pred_joints2d is not None and gt_joints2d is not None and np.all(np.isfinite(gt_joints2d)):
+            out["joints2d_px"] = mean_distance(pred_joints2d, gt_joints2d)
         for k, v in out.items():
             if v is not None:
                 self.values[k].append(v)
@@ -138,6 +143,7 @@ class HandMetrics:
             "pa_mpvpe_mm": mm["pa_mpvpe"],
             "f_5mm": _mean(self.values.get("f5", [])),
             "f_15mm": _mean(self.values.get("f15", [])),
+            "joints2d_px": _mean(self.values.get("joints2d_px", [])),
         }
 
 
