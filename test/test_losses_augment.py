@@ -14,7 +14,7 @@ from torch.utils.data import DistributedSampler
 from hfl_ros.data.ho3d import HO3DDataset
 from hfl_ros.data.torch_dataset import EpochSampler, HandObjectTrainingDataset
 from hfl_ros.geometry.boxes import box_from_points
-from hfl_ros.geometry.crop import crop_for_pair
+from hfl_ros.geometry.crop import crop_for_pair, warp_image
 from hfl_ros.geometry.rotations import axis_angle_to_matrix
 from hfl_ros.model.mano import ManoLayer
 from hfl_ros.train.augment import AugmentConfig, photometric, sample_rotation
@@ -81,6 +81,20 @@ def test_items_are_deterministic_per_seed(setup):
     assert not torch.equal(a["image"], c["image"])
     plain = HandObjectTrainingDataset(samples, input_size=128, augment=None)[1]
     np.testing.assert_allclose(plain["mano_pose"].numpy(), samples[1].mano_pose, atol=1e-6)
+
+
+def test_training_crop_without_augmentation_is_the_inference_crop(setup):
+    samples, _ = setup
+    item = HandObjectTrainingDataset(samples, input_size=128, augment=None).item(0, np.random.default_rng(0))
+    sample = samples[0]
+    image = sample.load_image()
+    # The Estimator's crop of the same boxes (the tight boxes of the joints and control points).
+    crop = crop_for_pair(box_from_points(sample.joints2d), box_from_points(sample.control_points2d),
+                         (image.shape[1], image.shape[0]), size=128)
+    expected = warp_image(image, crop)
+    np.testing.assert_array_equal((item["image"].numpy() * 255).round().astype(np.uint8).transpose(1, 2, 0),
+                                  expected)
+    np.testing.assert_allclose(item["K"].numpy(), crop.apply_K(sample.K), atol=1e-3)
 
 
 def test_crop_region_and_rotation_distributions():

@@ -32,8 +32,8 @@ _REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 #: The demo model's architecture (config/train_demo.yaml), used for the untrained stand-in below.
-DEMO_NETWORK = {"variant": "harmonious", "trunk": "resnet18", "heads": 4, "input_size": 128, "roi_res": 16,
-                "feature_channels": 128}
+DEMO_NETWORK = {"variant": "harmonious", "trunk": "efficientnet_lite0", "heads": 4, "input_size": 128,
+                "roi_res": 16, "feature_channels": 128}
 
 UNTRAINED_NOTE = (
     "NO TRAINED DEMO MODEL IS SHIPPED YET: these estimates come from an untrained network (seeded random "
