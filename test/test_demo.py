@@ -113,7 +113,7 @@ def test_sample_bag_reads_back_and_is_deterministic(assets, tmp_path):
 
 @pytest.fixture(scope="module")
 def random_checkpoint(tmp_path_factory, assets):
-    """A random-weight demo-sized network (resnet18, 128 px), saved as the demo model is (fp16)."""
+    """A random-weight network of the demo architecture, saved as the demo model is (fp16)."""
     from hfl_ros.data.synthetic import SyntheticScenes
     from hfl_ros.model.checkpoint import save_checkpoint
     from hfl_ros.model.hflnet import HFLNet
@@ -121,7 +121,7 @@ def random_checkpoint(tmp_path_factory, assets):
     with SyntheticScenes(assets) as scenes:
         hand_dir = scenes.hand_model_dir
     torch.manual_seed(0)
-    net = HFLNet(hand_dir, "harmonious", trunk="resnet18", input_size=128, roi_res=16)  # as config/train_demo
+    net = HFLNet.from_config(run_demo.DEMO_NETWORK, mano_path=hand_dir)
     return save_checkpoint(
         tmp_path_factory.mktemp("model") / "random.pt",
         net,
