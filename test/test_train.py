@@ -104,13 +104,51 @@ def test_gradient_norm_cap_limits_the_step(data, tmp_path):
         torch.manual_seed(0)
         trainer = Trainer(config_from_dict(cfg))
         before = {k: v.detach().clone() for k, v in trainer.net.named_parameters()}
-        trainer.train_step(next(iter(trainer._loader())))
+        assert trainer.train_step(next(iter(trainer._loader())))[2]
         return max(float((v.detach() - before[k]).abs().max()) for k, v in trainer.net.named_parameters())
 
     assert largest_change(None) > 5e-4
     assert largest_change(1e-12) < 1e-5
     with pytest.raises(InputError, match="clip_grad_norm"):
         load_config(None, ["optim.clip_grad_norm=0"])
+
+
+def test_non_finite_steps_are_skipped_and_a_run_of_them_stops_training(data, tmp_path):
+    """A batch whose loss is NaN leaves weights and Adam state untouched; ten in a row end the run."""
+    from hfl_ros.train.trainer import MAX_SKIPPED_IN_A_ROW
+
+    torch.set_num_threads(1)
+    trainer = Trainer(config_from_dict(smoke_config(data, tmp_path / "nan", max_steps=40)))
+    batch = next(iter(trainer._loader()))
+    poisoned = {**batch, "image": batch["image"].clone()}
+    poisoned["image"][0, 0, 10, 10] = float("nan")
+    before = {k: v.detach().clone() for k, v in trainer.net.state_dict().items()}
+    loss, _, applied = trainer.train_step(poisoned)
+    assert not applied and not math.isfinite(loss)
+    assert not trainer.optimizer.state  # Adam never stepped
+    for key, value in trainer.net.state_dict().items():  # weights and BatchNorm statistics
+        torch.testing.assert_close(value, before[key], rtol=0, atol=0, msg=key)
+    loss, _, applied = trainer.train_step(batch)
+    assert applied and math.isfinite(loss)
+    assert all(torch.isfinite(v).all() for v in trainer.net.parameters())
+
+    class Poisoned(torch.utils.data.Dataset):
+        def __init__(self, inner):
+            self.inner = inner
+
+        def __len__(self):
+            return len(self.inner)
+
+        def __getitem__(self, key):
+            item = self.inner[key]
+            item["image"] = item["image"] * float("nan")
+            return item
+
+    trainer.dataset = Poisoned(trainer.dataset)
+    with pytest.raises(InputError, match=f"not finite for {MAX_SKIPPED_IN_A_ROW} steps in a row"):
+        trainer.train()
+    assert trainer.state.global_step == MAX_SKIPPED_IN_A_ROW
+    assert all(torch.isfinite(v).all() for v in trainer.net.state_dict().values() if v.is_floating_point())
 
 
 def test_recipe_configs_match_the_paper():

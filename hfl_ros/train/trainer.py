@@ -32,6 +32,7 @@ from .config import TrainConfig, config_from_dict
 from .losses import HFLNetLoss
 
 LAST_CHECKPOINT = "checkpoint_last.pt"
+MAX_SKIPPED_IN_A_ROW = 10  # steps with non-finite gradients tolerated in a row before the run stops
 
 
 # -- distributed
@@ -318,21 +319,35 @@ class Trainer:
             prefetch_factor=2 if workers > 0 else None,
         )
 
-    def train_step(self, batch: dict[str, torch.Tensor]) -> tuple[float, dict[str, float]]:
-        """One optimizer step on a batch; returns (total loss, loss terms)."""
+    def train_step(self, batch: dict[str, torch.Tensor]) -> tuple[float, dict[str, float], bool]:
+        """One optimizer step on a batch; returns (total loss, loss terms, whether the step was applied).
+
+        A step whose gradient norm is not finite is skipped (with AMP the scaler does so by itself), and the
+        BatchNorm statistics that its forward pass updated are put back. The norm is taken after the
+        DDP all-reduce, so every rank makes the same decision.
+        """
         batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+        buffers = list(self.net.buffers())
+        saved = [b.detach().clone() for b in buffers]
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
             out = self.model(batch["image"], batch["hand_box"], batch["object_box"])
         loss, terms = self.loss_fn(out, batch)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.optimizer)
         clip = self.config.optim.clip_grad_norm
-        if clip is not None:
-            self.scaler.unscale_(self.optimizer)
-            nn.utils.clip_grad_norm_(self.model.parameters(), clip)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        return float(loss.detach()), terms
+        norm = nn.utils.clip_grad_norm_(self.model.parameters(), math.inf if clip is None else clip)
+        applied = bool(torch.isfinite(norm))
+        if not applied:
+            with torch.no_grad():
+                for buffer, value in zip(buffers, saved):
+                    buffer.copy_(value)
+        if self.amp:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        elif applied:
+            self.optimizer.step()
+        return float(loss.detach()), terms, applied
 
     def _end_epoch(self) -> None:
         scheduler_epoch_end(self.scheduler, self.state.epoch, self.config.optim.scheduler_stop_epoch)
@@ -357,6 +372,7 @@ class Trainer:
         checkpoint: Path | None = None
         sums: dict[str, float] = defaultdict(float)
         count, data_time, step_time, loss = 0, 0.0, 0.0, 0.0
+        skipped, skipped_in_a_row = 0, 0
 
         def done() -> bool:
             return (max_steps is not None and self.state.global_step >= max_steps) or (
@@ -375,7 +391,7 @@ class Trainer:
                 tick = time.perf_counter()
                 for batch in self._loader():
                     loaded = time.perf_counter()
-                    loss, terms = self.train_step(batch)
+                    loss, terms, applied = self.train_step(batch)
                     finished = time.perf_counter()
                     data_time += loaded - tick
                     step_time += finished - tick
@@ -386,21 +402,31 @@ class Trainer:
                     entry = {"step": self.state.global_step, "epoch": self.state.epoch, "loss": loss,
                              "lr": lr, **terms}
                     history.append(entry)
-                    for key in ("loss", *terms):
-                        sums[key] += entry[key]
-                    count += 1
+                    skipped_in_a_row = 0 if applied else skipped_in_a_row + 1
+                    if skipped_in_a_row >= MAX_SKIPPED_IN_A_ROW:
+                        raise InputError(
+                            f"the gradients were not finite for {skipped_in_a_row} steps in a row (last at "
+                            f"step {self.state.global_step}, loss {loss}); stopping"
+                        )
+                    if applied:
+                        for key in ("loss", *terms):
+                            sums[key] += entry[key]
+                        count += 1
+                    else:
+                        skipped += 1
                     progress.update(1)
                     progress.set_postfix(loss=f"{loss:.4g}")
                     if main and self.state.global_step % max(1, run.log_every) == 0:
-                        samples = count * self.batch_per_rank * self.dist.world_size
+                        samples = (count + skipped) * self.batch_per_rank * self.dist.world_size
                         logger.log(self.state.global_step, {
-                            **{f"loss/{k}": v / count for k, v in sums.items()},
+                            **{f"loss/{k}": v / max(count, 1) for k, v in sums.items()},
                             "lr": lr, "epoch": self.state.epoch,
                             "speed/samples_per_s": samples / max(step_time, 1e-9),
                             "speed/data_share": data_time / max(step_time, 1e-9),
+                            "skipped_steps": skipped,
                         })
                         sums.clear()
-                        count, data_time, step_time = 0, 0.0, 0.0
+                        count, data_time, step_time, skipped = 0, 0.0, 0.0, 0
                     if self.state.batch_in_epoch >= self.steps_per_epoch:
                         self._end_epoch()
                         if main and (self.state.epoch % max(1, run.checkpoint_every_epochs) == 0):
@@ -411,11 +437,9 @@ class Trainer:
                         self.state.global_step % run.checkpoint_every_steps == 0
                     ):
                         self.save(self.out_dir / f"checkpoint_step{self.state.global_step:07d}.pt")
-                    if done() or not math.isfinite(loss):
+                    if done():
                         break
                 progress.close()
-                if not math.isfinite(loss):
-                    raise InputError(f"the loss became {loss} at step {self.state.global_step}; stopping")
             if main and (checkpoint is None or self.state.batch_in_epoch):
                 checkpoint = self.save(self.out_dir / LAST_CHECKPOINT)
         finally:
