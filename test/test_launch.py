@@ -1,10 +1,11 @@
 """launch/perception.launch.py: its arguments, and that the parameters of its YAML reach the running node.
 
-``launch`` and ``launch_ros`` are not installable here (spec ros_env.md), so the launch file is executed
-against small recording stand-ins of the classes it uses; the recorded node is then started the way
-launch_ros starts it (``<exe> --ros-args -r __node:=NAME -r __ns:=NS --params-file FILE -r from:=to``) and
-its parameters are read back through its parameter service. Where launch_ros exists, the last test runs the
-launch file for real.
+``launch`` and ``launch_ros`` are not on PyPI (spec ros_env.md), so the launch file is executed against small
+recording stand-ins of the classes it uses; the recorded node is then started the way launch_ros starts it
+(``<exe> --ros-args -r __node:=NAME -r __ns:=NS --params-file FILE -r from:=to``) and its parameters are read
+back through its parameter service. Where the ROS 2 launch tools are installed (../shared/ros2_tools), the
+last test runs the launch_testing test launch_test_perception.py with `launch_test`; test_ros2_cli.py runs
+the user's `ros2 launch` commands.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import types
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 import pytest
 import yaml
@@ -209,15 +211,21 @@ def test_yaml_parameters_and_remaps_reach_the_launched_node(monkeypatch, tmp_pat
     try:
         full_name = f"/robot1/{NODE_NAME}"
 
-        def subscribed(topic: str) -> bool:  # by this node (another test run may share the domain)
-            return any((i.node_name, i.node_namespace) == (NODE_NAME, "/robot1")
-                       for i in session.node.get_subscriptions_info_by_topic(topic))
+        def subscribed() -> set[str]:  # by this node (another test run may share the domain)
+            from rclpy.node import NodeNameNonExistentError
 
-        session.wait_for(lambda: subscribed("/cam/image_raw")
+            try:
+                topics = session.node.get_subscriber_names_and_types_by_node(NODE_NAME, "/robot1")
+                return {t for t, _ in topics}
+            except NodeNameNonExistentError:
+                return set()
+
+        # Its three inputs and /clock (use_sim_time), all created at start-up, and its results.
+        session.wait_for(lambda: len(subscribed()) >= 4
                          and session.node.count_publishers(f"{full_name}/hand_object_poses") > 0,
                          180.0, "the launched node's topics", proc)
-        assert subscribed("/detector/detections")
-        assert subscribed("/robot1/camera_info")  # not remapped: relative name in the namespace
+        # camera_info is not remapped: a relative name, in the namespace.
+        assert {"/cam/image_raw", "/detector/detections", "/robot1/camera_info"} <= subscribed()
         names = ["sync_slop", "tf_prefix", "queue_policy", "hand_score_threshold", "right_hand_labels",
                  "marker_lifetime", "checkpoint_path", "use_sim_time", "publish_tf"]
         values = get_parameters(session, full_name, names)
@@ -272,40 +280,27 @@ def _send_burst(session, answer_sub, count: int, proc) -> list[int]:
     return stamps
 
 
-def test_real_launch_file(tmp_path, monkeypatch):
-    """With a ROS 2 install (launch_ros and an installed hfl_ros), run the launch file for real."""
-    pytest.importorskip("launch_ros")
-    pytest.importorskip("launch_testing")
-    import launch.launch_description_sources
-    from ament_index_python.packages import get_package_share_directory
+def test_real_launch_file(tmp_path):
+    """The launch_testing test launch_test_perception.py, run by `launch_test` as ROS packages run theirs: the
+    installed perception.launch.py starts the node with the params file and remap, and it stops cleanly."""
+    from user_shell import ENV_FILE, UserShell, require_ros2_tools
 
-    import launch
-
-    installed = Path(get_package_share_directory("hfl_ros")) / "launch" / "perception.launch.py"
-    if not installed.exists():
-        pytest.skip("hfl_ros is not installed (colcon build) in this ROS 2 environment")
-    import threading
-
-    from node_harness import RosSession, get_parameters
-
-    domain = module_domain_id(__name__ + "real")
-    monkeypatch.setenv("ROS_DOMAIN_ID", str(domain))  # inherited by the processes the launch service starts
-
+    require_ros2_tools()
     assets = make_node_assets(tmp_path / "assets")
-    params_file = write_params_file(tmp_path / "params.yaml", {**assets, "tf_prefix": "real_launch_"})
-    source = launch.launch_description_sources.PythonLaunchDescriptionSource(str(installed))
-    include = launch.actions.IncludeLaunchDescription(source, launch_arguments={
-        "params_file": str(params_file), "namespace": "real"}.items())
-    service = launch.LaunchService()
-    service.include_launch_description(launch.LaunchDescription([include]))
-    thread = threading.Thread(target=service.run, daemon=True)
-    thread.start()
-    session = RosSession(domain)
+    params_file = write_params_file(tmp_path / "params.yaml", {**assets, "device": "cpu", "num_threads": 1,
+                                                                "tf_prefix": "real_launch_"})
+    domain = module_domain_id(__name__ + "real")
+    shell = UserShell(tmp_path, f"source {ENV_FILE}", {"ROS_DOMAIN_ID": str(domain)}, tmp_path / "logs")
     try:
-        session.wait_for(lambda: session.node.count_publishers(f"/real/{NODE_NAME}/hand_object_poses") > 0,
-                         180.0, "the launched node")
-        assert get_parameters(session, f"/real/{NODE_NAME}", ["tf_prefix"]) == {"tf_prefix": "real_launch_"}
+        result = shell.run(f"launch_test --junit-xml {tmp_path / 'launch_test.xml'} "
+                           f"{REPO / 'test' / 'launch_test_perception.py'} params_file:={params_file} "
+                           "namespace:=real image:=/real/cam/image_raw", timeout=300)
     finally:
-        session.close()
-        service.shutdown()
-        thread.join(timeout=30)
+        shell.close()
+    assert result.returncode == 0, f"{result.stdout[-6000:]}\n{result.stderr[-6000:]}"
+    assert "tf_prefix=real_launch_" in result.stdout + result.stderr
+    suites = ElementTree.parse(tmp_path / "launch_test.xml").getroot()
+    cases = {c.get("name"): c for c in suites.iter("testcase")}
+    assert sorted(cases) == ["test_every_process_exited_cleanly",
+                             "test_node_is_ready_with_the_params_file_and_the_remap"], sorted(cases)
+    assert all(len(c) == 0 for c in cases.values()), "a launch test failed or was skipped"

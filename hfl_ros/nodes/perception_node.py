@@ -7,6 +7,7 @@ Run it with ``ros2 run hfl_ros perception_node --ros-args --params-file config/p
 from __future__ import annotations
 
 import functools
+import signal
 import sys
 import threading
 import time
@@ -385,6 +386,10 @@ def main(args: list[str] | None = None) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass  # Ctrl-C or SIGTERM: a normal stop
     finally:
+        # Ctrl-C on `ros2 launch` reaches the node twice (from the terminal, then from launch): the second
+        # must not interrupt the clean stop.
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
         node.stop()
         executor.shutdown()
         node.destroy_node()
