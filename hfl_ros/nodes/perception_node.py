@@ -23,6 +23,7 @@ from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.clock import Clock, ClockType
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
@@ -385,6 +386,11 @@ def main(args: list[str] | None = None) -> int:
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass  # Ctrl-C or SIGTERM: a normal stop
+    except _rclpy.RCLError:
+        # rclpy's signal handler shut the context down while the executor was building its wait set: the
+        # same normal stop, reported as an error by rclpy.
+        if rclpy.ok():
+            raise
     finally:
         # Ctrl-C on `ros2 launch` reaches the node twice (from the terminal, then from launch): the second
         # must not interrupt the clean stop.
