@@ -167,6 +167,8 @@ def run_player(options: PlayOptions, args: Sequence[str] | None = None) -> int:
     import rclpy
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
+    from .interrupts import interrupts_ignored
+
     rclpy.init(args=list(args) if args is not None else None)
     player = None
     executor = SingleThreadedExecutor()
@@ -183,13 +185,14 @@ def run_player(options: PlayOptions, args: Sequence[str] | None = None) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         return player.published if player is not None else 0
     finally:
-        stop.set()
-        executor.shutdown(timeout_sec=1.0)
-        if spinner is not None:
-            spinner.join(timeout=2.0)
-        if player is not None:
-            player.destroy()
-        rclpy.try_shutdown()
+        with interrupts_ignored():
+            stop.set()
+            executor.shutdown(timeout_sec=1.0)
+            if spinner is not None:
+                spinner.join(timeout=2.0)
+            if player is not None:
+                player.destroy()
+            rclpy.try_shutdown()
 
 
 def _spin(executor: Any, stop: threading.Event) -> None:

@@ -7,7 +7,6 @@ Run it with ``ros2 run hfl_ros perception_node --ros-args --params-file config/p
 from __future__ import annotations
 
 import functools
-import signal
 import sys
 import threading
 import time
@@ -33,6 +32,7 @@ from visualization_msgs.msg import MarkerArray
 
 from hfl_ros.errors import AssetError, CheckpointError, HandModelError, ObjectModelError
 from hfl_ros.msg import HandObjectPoseArray
+from hfl_ros.nodes.interrupts import interrupts_ignored
 from hfl_ros.results import Side
 from hfl_ros.ros.builders import (
     RclpyMessageTypes,
@@ -392,14 +392,11 @@ def main(args: list[str] | None = None) -> int:
         if rclpy.ok():
             raise
     finally:
-        # Ctrl-C on `ros2 launch` reaches the node twice (from the terminal, then from launch): the second
-        # must not interrupt the clean stop.
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
-        node.stop()
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown()
+        with interrupts_ignored():
+            node.stop()
+            executor.shutdown()
+            node.destroy_node()
+            rclpy.try_shutdown()
     return 0
 
 
