@@ -327,7 +327,8 @@ class Trainer:
         DDP all-reduce, so every rank makes the same decision.
         """
         batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
-        buffers = list(self.net.buffers())
+        buffers = [b for m in self.net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+                   for b in m.buffers()]
         saved = [b.detach().clone() for b in buffers]
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
             out = self.model(batch["image"], batch["hand_box"], batch["object_box"])
