@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -177,9 +178,17 @@ def test_first_five_minutes_on_a_robot(tmp_path, assets, ros_domain_id):
         echo = shell.start(echo_cmd)
         session.wait_for(lambda: session.node.count_subscribers(POSES_TOPIC) >= 2, 60.0,
                          "`ros2 topic echo` to subscribe", echo)
-        played = shell.check(play_cmd)
-        assert "played 36 message(s) from my_demo_bag" in played  # 12 frames x 3 topics
-        assert echo.wait(timeout=60) == 0, shell.output(echo)
+        # The graph lists the echo's subscription before the node's publisher has matched it; on a loaded
+        # machine a whole bag can be answered in that gap, so the user plays it again, as they would.
+        for _ in range(3):
+            played = shell.check(play_cmd)
+            assert "played 36 message(s) from my_demo_bag" in played  # 12 frames x 3 topics
+            try:
+                echo.wait(timeout=20)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        assert echo.wait(timeout=20) == 0, shell.output(echo)
         echoed = next(yaml.safe_load_all((echo.log_dir / "stdout.txt").read_text()))
         bag_a = {T0_NS + i * PERIOD_NS for i in range(12)}
         assert echoed["header"]["frame_id"] == FRAME_ID
