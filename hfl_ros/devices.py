@@ -69,5 +69,5 @@ def resolve_device(name: str, *, local_rank: int | None = None) -> ResolvedDevic
     if index is None:
         index = str(local_rank if local_rank is not None else torch.cuda.current_device())
     if int(index) >= count:
-        raise DeviceError(f"{name!r}: there is no GPU {index} (this host has {count}: cuda:0..cuda:{count - 1})")
+        raise DeviceError(f"{name!r}: there is no GPU {index} (GPUs here: cuda:0..cuda:{count - 1})")
     return ResolvedDevice(torch.device("cuda", int(index)))

@@ -33,6 +33,7 @@ class ModelConfig:
     imagenet_weights: bool = True  # the paper initialises the trunk from ImageNet (local files only)
     frozen_stages: int = 0  # trunk stages 0..n-1 (0 = stem) kept at their initial weights; 0 in the paper
     mano_dir: str | None = None  # directory with MANO_RIGHT.pkl (or the stand-in hand model)
+    init_checkpoint: str | None = None  # start from these weights (ours or official; strict), not ImageNet
 
 
 @dataclass

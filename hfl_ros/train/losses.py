@@ -60,8 +60,9 @@ class HFLNetLoss(nn.Module):
         return verts, joints
 
     def forward(
-        self, out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]
-    ) -> tuple[torch.Tensor, dict[str, float]]:
+        self, out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], *, as_tensors: bool = False
+    ) -> tuple[torch.Tensor, dict[str, float] | dict[str, torch.Tensor]]:
+        """(total, terms): floats, or with ``as_tensors`` detached 0-d tensors (no host sync)."""
         w = self.weights
         terms: dict[str, torch.Tensor] = {}
         terms["joints2d"] = nnf.mse_loss(out["joints2d_box"].float(), batch["joints2d_box"])
@@ -91,4 +92,7 @@ class HFLNetLoss(nn.Module):
 
         weights = w.as_dict()
         total = sum(weights[k] * v for k, v in terms.items())
-        return total, {k: float(v.detach()) for k, v in terms.items()}
+        detached = {k: v.detach() for k, v in terms.items()}
+        if as_tensors:
+            return total, detached
+        return total, dict(zip(detached, torch.stack(list(detached.values())).tolist(), strict=True))

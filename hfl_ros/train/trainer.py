@@ -12,6 +12,7 @@ import math
 import os
 import random
 import time
+import warnings
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -25,8 +26,14 @@ from torch.utils.data import DataLoader
 
 from ..data.sample import HandObjectSample
 from ..data.torch_dataset import EpochSampler, HandObjectTrainingDataset
+from ..devices import resolve_device
 from ..errors import CheckpointError, InputError
-from ..model.checkpoint import load_state_dict_strict, read_checkpoint_file, save_checkpoint
+from ..model.checkpoint import (
+    load_official_checkpoint,
+    load_state_dict_strict,
+    read_checkpoint_file,
+    save_checkpoint,
+)
 from ..model.hflnet import HFLNet
 from .config import TrainConfig, config_from_dict
 from .losses import HFLNetLoss
@@ -63,17 +70,34 @@ class DistributedContext:
             dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo", init_method="env://")
 
 
-def resolve_device(name: str, ctx: DistributedContext) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
+def training_device(name: str, ctx: DistributedContext) -> torch.device:
+    """The device of this process (under torchrun: its LOCAL_RANK GPU), made current for CUDA."""
+    resolved = resolve_device(name, local_rank=ctx.local_rank if ctx.enabled else None)
+    if resolved.fallback_reason:
+        warnings.warn(f"run.device {name!r}: training on the CPU: {resolved.fallback_reason}", stacklevel=2)
+    device = resolved.device
     if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise InputError(f"device {name!r} requested but CUDA is not available")
-        if ctx.enabled:
-            device = torch.device("cuda", ctx.local_rank)
         torch.cuda.set_device(device)
     return device
+
+
+def configure_backends(device: torch.device, deterministic: bool) -> None:
+    """cuDNN autotuning and TF32 for CUDA training, or the settings that make a CUDA run repeatable.
+
+    Deterministic CUDA needs cuBLAS's fixed workspace (set before the first cuBLAS call). The bilinear
+    upsampling of the FPN has no deterministic CUDA backward; it is allowed with a warning (warn_only) rather
+    than stopping the run, so "deterministic" means every other kernel is.
+    """
+    if deterministic:
+        if device.type == "cuda":
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+            torch.backends.cudnn.benchmark = False
+            torch.backends.cudnn.deterministic = True
+        torch.use_deterministic_algorithms(True, warn_only=device.type == "cuda")
+    elif device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input sizes: the autotuned kernels pay off after a step
+        torch.backends.cuda.matmul.allow_tf32 = True  # training tolerates TF32; inference figures set it off
+        torch.backends.cudnn.allow_tf32 = True
 
 
 # -- RNG state
@@ -93,8 +117,8 @@ def rng_state() -> dict[str, Any]:
                   float(np_gauss)],
         "torch": torch.get_rng_state(),
     }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state()  # this process's GPU only: resumable on any GPU count
     return state
 
 
@@ -104,13 +128,17 @@ def set_rng_state(state: dict[str, Any]) -> None:
     name, keys, pos, has_gauss, cached = state["numpy"]
     np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    cuda = state.get("cuda")
+    if cuda is not None and torch.cuda.is_available():
+        if isinstance(cuda, list | tuple):  # older checkpoints kept one state per visible GPU
+            cuda = cuda[min(torch.cuda.current_device(), len(cuda) - 1)] if cuda else None
+        if cuda is not None:
+            torch.cuda.set_rng_state(cuda)
 
 
 # -- logging
 class RunLogger:
-    """Scalars to TensorBoard when the ``tensorboard`` package is installed, else to ``<out>/log.csv``."""
+    """Scalars to ``<out>/log.csv`` and, when the ``tensorboard`` package is installed, to TensorBoard too."""
 
     def __init__(self, out_dir: Path, enabled: bool = True):
         self.writer = None
@@ -118,30 +146,31 @@ class RunLogger:
         self._fields: list[str] | None = None
         if not enabled:
             return
+        self.csv_path = out_dir / "log.csv"
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:  # tensorboard is optional
-            self.csv_path = out_dir / "log.csv"
-        else:
-            self.writer = SummaryWriter(str(out_dir / "tensorboard"))
+            return
+        self.writer = SummaryWriter(str(out_dir / "tensorboard"))
 
     def log(self, step: int, values: dict[str, float]) -> None:
         if self.writer is not None:
             for key, value in values.items():
                 self.writer.add_scalar(key, value, step)
             self.writer.flush()
-        elif self.csv_path is not None:
-            row = {"step": step, **values}
-            if self._fields is None:
-                if self.csv_path.is_file() and self.csv_path.stat().st_size:
-                    with self.csv_path.open() as f:
-                        self._fields = next(csv.reader(f))
-                else:
-                    self._fields = list(row)
-                    with self.csv_path.open("w", newline="") as f:
-                        csv.writer(f).writerow(self._fields)
-            with self.csv_path.open("a", newline="") as f:
-                csv.DictWriter(f, self._fields, extrasaction="ignore").writerow(row)
+        if self.csv_path is None:
+            return
+        row = {"step": step, **values}
+        if self._fields is None:
+            if self.csv_path.is_file() and self.csv_path.stat().st_size:
+                with self.csv_path.open() as f:
+                    self._fields = next(csv.reader(f))
+            else:
+                self._fields = list(row)
+                with self.csv_path.open("w", newline="") as f:
+                    csv.writer(f).writerow(self._fields)
+        with self.csv_path.open("a", newline="") as f:
+            csv.DictWriter(f, self._fields, extrasaction="ignore").writerow(row)
 
     def close(self) -> None:
         if self.writer is not None:
@@ -149,8 +178,14 @@ class RunLogger:
 
 
 # -- building blocks
-def build_network(config: TrainConfig, *, imagenet_weights: bool | None = None) -> HFLNet:
+def build_network(config: TrainConfig, *, initialise: bool = True) -> HFLNet:
+    """The network a config describes, with its first ``model.frozen_stages`` trunk stages frozen.
+
+    With ``initialise`` its weights come from ``model.init_checkpoint`` when one is set, else the trunk's from
+    ImageNet when ``model.imagenet_weights``; without (a resumed run) they are left as built.
+    """
     m = config.model
+    from_checkpoint = initialise and m.init_checkpoint is not None
     if m.mano_dir is None:
         raise InputError(
             "training needs the right-hand MANO model for its targets: set model.mano_dir to the directory "
@@ -162,13 +197,15 @@ def build_network(config: TrainConfig, *, imagenet_weights: bool | None = None) 
             m.variant,
             trunk=m.trunk,
             heads=m.heads,
-            imagenet_weights=m.imagenet_weights if imagenet_weights is None else imagenet_weights,
+            imagenet_weights=initialise and m.imagenet_weights and not from_checkpoint,
             input_size=m.input_size,
             roi_res=m.roi_res,
             feature_channels=m.feature_channels,
         )
     except ValueError as exc:
         raise InputError(f"bad model config: {exc}") from None
+    if from_checkpoint:
+        load_official_checkpoint(net, m.init_checkpoint)
     net.base_net.freeze(m.frozen_stages)
     return net
 
@@ -225,17 +262,16 @@ class Trainer:
         self.config = config.validate()
         run = config.run
         self.dist = DistributedContext.from_env()
-        self.device = resolve_device(run.device, self.dist)
+        self.device = training_device(run.device, self.dist)
         self.dist.init(self.device)
-        if run.deterministic:
-            torch.use_deterministic_algorithms(True)
+        configure_backends(self.device, run.deterministic)
         self.amp = bool(run.amp and self.device.type == "cuda")
         self.out_dir = Path(run.out_dir)
         if self.dist.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
 
         seed_everything(run.seed)
-        self.net = build_network(config, imagenet_weights=False if resume else None).to(self.device)
+        self.net = build_network(config, initialise=resume is None).to(self.device)
         self.loss_fn = HFLNetLoss(self.net.mano_branch.mano_layer, config.loss)
         self.optimizer = torch.optim.Adam(
             self.net.parameters(), lr=config.optim.lr, weight_decay=config.optim.weight_decay
@@ -264,6 +300,7 @@ class Trainer:
                 f"the dataset has {len(self.dataset)} samples, fewer than one batch of {run.batch_size}; "
                 "lower run.batch_size"
             )
+        self._data_loader: DataLoader | None = None
         self.state = TrainState()
         if resume is not None:
             self.load(resume)
@@ -307,24 +344,30 @@ class Trainer:
 
     # -- loop
     def _loader(self) -> DataLoader:
+        """The data loader, made once: its workers persist over epochs (the sampler's epoch is read in this
+        process at the start of each pass)."""
+        if self._data_loader is not None:
+            return self._data_loader
         workers = self.config.data.workers
-        return DataLoader(
+        self._data_loader = DataLoader(
             self.dataset,
             batch_size=self.batch_per_rank,
             sampler=self.sampler,
             num_workers=workers,
             drop_last=True,
             pin_memory=self.device.type == "cuda",
-            persistent_workers=False,
-            prefetch_factor=2 if workers > 0 else None,
+            persistent_workers=workers > 0,
+            prefetch_factor=4 if workers > 0 else None,
         )
+        return self._data_loader
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> tuple[float, dict[str, float], bool]:
         """One optimizer step on a batch; returns (total loss, loss terms, whether the step was applied).
 
         A step whose gradient norm is not finite is skipped (with AMP the scaler does so by itself), and the
         BatchNorm statistics that its forward pass updated are put back. The norm is taken after the
-        DDP all-reduce, so every rank makes the same decision.
+        DDP all-reduce and the decision is agreed over all ranks, so they skip together. The loss terms come
+        to the host in one copy after the step (one synchronisation per step on CUDA).
         """
         batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
         buffers = [b for m in self.net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
@@ -332,13 +375,19 @@ class Trainer:
         saved = [b.detach().clone() for b in buffers]
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
             out = self.model(batch["image"], batch["hand_box"], batch["object_box"])
-        loss, terms = self.loss_fn(out, batch)
+        loss, terms = self.loss_fn(out, batch, as_tensors=True)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(self.optimizer)
         clip = self.config.optim.clip_grad_norm
         norm = nn.utils.clip_grad_norm_(self.model.parameters(), math.inf if clip is None else clip)
-        applied = bool(torch.isfinite(norm))
+        finite = torch.isfinite(norm).float()
+        if self.dist.enabled:
+            import torch.distributed as dist
+
+            dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+        values = torch.stack([loss.detach().float(), finite, *terms.values()]).tolist()
+        loss_value, applied = values[0], values[1] == 1.0
         if not applied:
             with torch.no_grad():
                 for buffer, value in zip(buffers, saved):
@@ -348,7 +397,7 @@ class Trainer:
             self.scaler.update()
         elif applied:
             self.optimizer.step()
-        return float(loss.detach()), terms, applied
+        return loss_value, dict(zip(terms, values[2:], strict=True)), applied
 
     def _end_epoch(self) -> None:
         scheduler_epoch_end(self.scheduler, self.state.epoch, self.config.optim.scheduler_stop_epoch)
@@ -432,7 +481,6 @@ class Trainer:
                         self._end_epoch()
                         if main and (self.state.epoch % max(1, run.checkpoint_every_epochs) == 0):
                             self.save(self.out_dir / f"checkpoint_epoch{self.state.epoch:03d}.pt")
-                        if main:
                             checkpoint = self.save(self.out_dir / LAST_CHECKPOINT)
                     if main and run.checkpoint_every_steps and (
                         self.state.global_step % run.checkpoint_every_steps == 0
@@ -441,7 +489,8 @@ class Trainer:
                     if done():
                         break
                 progress.close()
-            if main and (checkpoint is None or self.state.batch_in_epoch):
+            if main and (checkpoint is None or self.state.batch_in_epoch
+                         or self.state.epoch % max(1, run.checkpoint_every_epochs)):
                 checkpoint = self.save(self.out_dir / LAST_CHECKPOINT)
         finally:
             logger.close()
