@@ -10,6 +10,7 @@ does not predict.
 from __future__ import annotations
 
 import logging
+import time
 import warnings
 from collections.abc import Sequence
 from contextlib import nullcontext
@@ -25,6 +26,7 @@ from .errors import (
     CheckpointError,
     HandModelError,
     HflRosError,
+    InputError,
     UnknownObjectClassError,
 )
 from .geometry.boxes import intersection_area, iou, scale_box, validate_box
@@ -39,6 +41,12 @@ from .results import Detection, HandEstimate, HandObjectResult, ObjectEstimate, 
 logger = logging.getLogger(__name__)
 
 Frame = tuple[np.ndarray, np.ndarray, Sequence[Detection]]
+
+class ReducedPrecisionNetworkError(InputError):
+    """A network with float16/bfloat16 weights was given; fp16 must come through autocast."""
+
+    reason = "reduced_precision_network"
+
 
 #: Votes per control point and confidence threshold of the vote selection (spec §6).
 VOTES_PER_POINT = 10
@@ -125,8 +133,11 @@ class Estimator:
             faces with flipped winding).
         object_models: directory of object models or an ObjectModelLibrary; without it no object pose is
             solved (paired hands then get BAD_INPUT with an UnknownObjectClassError).
-        device: "auto" (CUDA if available), "cpu", "cuda", "cuda:1", ...
-        fp16: autocast the forward to float16 (CUDA only; ignored with a warning on the CPU).
+        device: "auto" (CUDA if usable), "cpu", "cuda", "cuda:1", ... (resolved by
+            :func:`hfl_ros.devices.resolve_device`; an unusable GPU raises DeviceError).
+        fp16: autocast the forward to float16 (CUDA only; ignored with a warning on the CPU). The network
+            itself must stay float32 (``net.half()`` is refused): autocast keeps MANO and the box arithmetic
+            in float32.
         hand_score_threshold / object_score_threshold: detections scoring below are ignored.
         object_box_scale: growth of object detection boxes about their centre before use. HFL-Net was
             trained with the box of the object's projected 3D bounding box, which is larger than a tight
@@ -137,6 +148,9 @@ class Estimator:
         max_batch: largest forward batch.
         with_vertices: return the 778 mesh vertices of each hand.
         refine_pnp: refine the RANSAC object pose by Levenberg-Marquardt on the inliers.
+        cudnn_benchmark: on CUDA, set ``torch.backends.cudnn.benchmark`` (process-wide): the crops have one
+            fixed size, so cuDNN's per-shape algorithm search pays off after the first batch of each size.
+        warm_up: run :meth:`warm_up` at the end of the constructor.
     """
 
     def __init__(
@@ -155,7 +169,10 @@ class Estimator:
         max_batch: int = 16,
         with_vertices: bool = True,
         refine_pnp: bool = True,
+        cudnn_benchmark: bool = True,
+        warm_up: bool = False,
     ):
+        from .devices import resolve_device
         from .model.checkpoint import load_network
         from .model.mano import find_hand_model_file, load_hand_model_file
 
@@ -163,9 +180,13 @@ class Estimator:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
         if object_box_scale <= 0 or hand_box_scale <= 0:
             raise ValueError("object_box_scale and hand_box_scale must be positive")
-        self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else str(device)
+        resolved = resolve_device(device)
+        if resolved.fallback_reason:
+            logger.info("device auto: running on the CPU because %s", resolved.fallback_reason)
+        self.torch_device = resolved.device
+        self.device = str(resolved.device)
         self.fp16 = bool(fp16)
-        if self.fp16 and not self.device.startswith("cuda"):
+        if self.fp16 and self.torch_device.type != "cuda":
             warnings.warn("fp16 needs CUDA; running in float32 on the CPU", RuntimeWarning, stacklevel=2)
             self.fp16 = False
         self.hand_score_threshold = float(hand_score_threshold)
@@ -183,8 +204,12 @@ class Estimator:
             net, self.checkpoint_meta = load_network(checkpoint_path, mano_path=mano_path, map_location="cpu")
         else:
             self.checkpoint_meta = {}
-        self.net = net.to(self.device).eval()
+        _refuse_reduced_precision(net)
+        self.net = net.to(self.torch_device).eval()
         self.input_size = int(getattr(net, "input_size", 256))
+        if self.torch_device.type == "cuda" and cudnn_benchmark:
+            torch.backends.cudnn.benchmark = True
+        self._host_buffer: torch.Tensor | None = None  # pinned staging buffer of the packed outputs (CUDA)
 
         right_faces = np.asarray(self.net.mano_branch.mano_layer.faces, dtype=np.int64)
         left_faces = right_faces[:, ::-1].copy()
@@ -203,12 +228,36 @@ class Estimator:
             self.object_models = object_models
         else:
             self.object_models = ObjectModelLibrary(object_models)
+        if warm_up:
+            self.warm_up()
 
     # --- public API -------------------------------------------------------------------------------------
 
     def hand_faces(self, side: Side | str) -> np.ndarray:
         """Triangles (1538, 3) of the hand mesh of a side, wound outwards for the returned vertices."""
         return self._faces[Side(side)]
+
+    def warm_up(self, batch_sizes: Sequence[int] = (1, 2), repeats: int = 2) -> float:
+        """Run the whole path on dummy frames so that the first real frame does not pay one-off costs.
+
+        On CUDA the first forwards create the context and cuDNN/cuBLAS handles, load kernels lazily and (with
+        ``cudnn.benchmark``) search algorithms per batch size; on the CPU the fast path packs its weights per
+        input size. ``batch_sizes``: pairs per forward to prepare (a frame with two hands is a batch of 2).
+        Returns the seconds it took. The results are discarded; the network and settings are unchanged.
+        """
+        start = time.perf_counter()
+        size = max(2 * self.input_size, 64)
+        image = np.full((size, size, 3), 128, np.uint8)
+        K = np.array([[size, 0.0, size / 2], [0.0, size, size / 2], [0.0, 0.0, 1.0]])
+        box = np.array([0.25, 0.25, 0.75, 0.75]) * size
+        for batch in batch_sizes:
+            batch = max(1, min(int(batch), self.max_batch))
+            frames = [(image, K, [Detection.hand(box, Side.RIGHT, 1.0)])] * batch
+            for _ in range(max(1, repeats)):
+                self.estimate_batch(frames)
+        if self.torch_device.type == "cuda":
+            torch.cuda.synchronize(self.torch_device)
+        return time.perf_counter() - start
 
     def estimate(self, image: np.ndarray, K, detections: Sequence[Detection]) -> list[HandObjectResult]:
         """Results for the hands of one frame (one per hand at or above the score threshold, in input order).
@@ -325,10 +374,10 @@ class Estimator:
     def _forward(self, pairs: list[_Pair]) -> dict[str, np.ndarray]:
         """One batched forward; outputs as float64 numpy arrays on the CPU."""
         with torch.inference_mode():
-            images = torch.from_numpy(np.stack([p.crop_image for p in pairs])).to(self.device)
+            images = torch.from_numpy(np.stack([p.crop_image for p in pairs])).to(self.torch_device)
             images = images.permute(0, 3, 1, 2).float().div_(255.0)
             boxes = torch.from_numpy(np.stack([[p.net_hand_box, p.net_object_box] for p in pairs]))
-            boxes = boxes.to(self.device, torch.float32)
+            boxes = boxes.to(self.torch_device, torch.float32)
             autocast = torch.autocast("cuda", dtype=torch.float16) if self.fp16 else nullcontext()
             with autocast:
                 out = self.net(images, boxes[:, 0], boxes[:, 1])
@@ -344,7 +393,32 @@ class Estimator:
             }
             if self.with_vertices:
                 wanted["verts3d"] = out["verts3d"]
-            return {k: v.float().cpu().numpy().astype(np.float64) for k, v in wanted.items()}
+            return self._to_host(wanted, len(pairs))
+
+    def _to_host(self, tensors: dict[str, torch.Tensor], batch: int) -> dict[str, np.ndarray]:
+        """The outputs as float64 numpy arrays, in one device-to-host copy.
+
+        The outputs are packed into one float32 (batch, N) tensor first: one copy (into a reused pinned buffer
+        on CUDA) instead of one synchronising pageable copy per output. The values are exactly those of a
+        per-tensor ``.float().cpu()``.
+        """
+        shapes = {k: tuple(v.shape[1:]) for k, v in tensors.items()}
+        packed = torch.cat([v.float().reshape(batch, -1) for v in tensors.values()], dim=1)
+        if packed.device.type == "cuda":
+            if self._host_buffer is None or self._host_buffer.numel() < packed.numel():
+                self._host_buffer = torch.empty(packed.numel(), dtype=torch.float32, pin_memory=True)
+            host = self._host_buffer[: packed.numel()].view(packed.shape)
+            host.copy_(packed, non_blocking=True)
+            torch.cuda.current_stream(packed.device).synchronize()
+        else:
+            host = packed
+        flat = host.numpy()
+        out, start = {}, 0
+        for key, shape in shapes.items():
+            size = int(np.prod(shape, dtype=np.int64))
+            out[key] = flat[:, start : start + size].reshape(batch, *shape).astype(np.float64)
+            start += size
+        return out
 
     def _run_chunk(self, pairs: list[_Pair]) -> list[HandObjectResult]:
         try:
@@ -439,6 +513,18 @@ class Estimator:
         estimate.control_points_2d = _voted_mean(votes, conf)
         messages.append(f"object pose failed: {result.reason}")
         return False
+
+
+def _refuse_reduced_precision(net: torch.nn.Module) -> None:
+    """HflRosError (InputError) when a floating parameter or buffer of ``net`` is not float32."""
+    for kind, items in (("parameter", net.named_parameters()), ("buffer", net.named_buffers())):
+        for name, tensor in items:
+            if tensor.is_floating_point() and tensor.dtype != torch.float32:
+                raise ReducedPrecisionNetworkError(
+                    f"the network's {kind} {name} is {tensor.dtype}; the Estimator needs a float32 network "
+                    "(do not call net.half()): pass fp16=True to run the forward under float16 autocast, "
+                    "which keeps MANO and the box arithmetic in float32"
+                )
 
 
 def _voted_mean(votes: np.ndarray, conf: np.ndarray) -> np.ndarray:
