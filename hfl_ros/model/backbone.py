@@ -117,17 +117,24 @@ class BasicBlock(nn.Module):
 
 # Memory formats, as measured on CPU (oneDNN, 1 thread): the stem conv runs 3× faster channels-last and the
 # FPN's bilinear upsampling 40× faster; with the fast path's packed weights every stage is faster
-# channels-last, while the eager stage 4 is 1.8× faster in NCHW. So all is channels-last but eager stage 4.
+# channels-last, while the eager stage 4 is 1.8× faster in NCHW. So on the CPU all is channels-last but eager
+# stage 4. These are CPU measurements: on other devices the tensors keep the layout they come in (NCHW, like
+# the weights), which is what cuDNN is tuned for here.
 _CHANNELS_LAST = torch.channels_last
 
 
+def _cpu_channels_last(x: torch.Tensor) -> torch.Tensor:
+    return x.contiguous(memory_format=_CHANNELS_LAST) if x.device.type == "cpu" else x
+
+
 def _stem(stem: nn.Module, images: torch.Tensor) -> torch.Tensor:
-    return stem(images.contiguous(memory_format=_CHANNELS_LAST))
+    return stem(_cpu_channels_last(images))
 
 
 def _stage4(stage: nn.Module, c4: torch.Tensor) -> torch.Tensor:
-    packed = fused.active(c4, stage) and fused.packing_works()
-    return stage(c4 if packed else c4.contiguous())
+    if c4.device.type != "cpu" or (fused.active(c4, stage) and fused.packing_works()):
+        return stage(c4)
+    return stage(c4.contiguous())
 
 
 def _fused_identity(x: torch.Tensor, downsample: nn.Module | None) -> torch.Tensor:
@@ -308,7 +315,7 @@ class StreamBackbone(nn.Module):
     def _top_down(self, stream: str, c2: torch.Tensor, c3: torch.Tensor, c4: torch.Tensor, c5: torch.Tensor):
         top = getattr(self, f"toplayer_{stream}")
         p = fused.conv_bn_act(c5, top) if fused.active(c5, top) else top(c5)
-        p = p.contiguous(memory_format=_CHANNELS_LAST)
+        p = _cpu_channels_last(p)
         p = lateral_add(p, getattr(self, f"latlayer1_{stream}"), c4)
         p = lateral_add(p, getattr(self, f"latlayer2_{stream}"), c3)
         return lateral_add(p, getattr(self, f"latlayer3_{stream}"), c2)
