@@ -4,7 +4,8 @@ Layout::
 
     <root>/train.txt, <root>/evaluation.txt          "SEQ/ID" lines (optional: else every meta file is listed)
     <root>/<split>/<SEQ>/meta/<ID>.pkl               annotations, OpenGL axes (x right, y up, z backward)
-    <root>/<split>/<SEQ>/rgb/<ID>.png | .jpg         v2 images are .png, v3 images .jpg (found automatically)
+    <root>/<split>/<SEQ>/rgb/<ID>.png | .jpg         v2 images are .png, v3 images .jpg (found automatically;
+                                                     .webp too, for sets cut by hfl_ros.data.precrop)
     <root>/<split>/<SEQ>/seg/<ID>.png | .jpg         optional masks, colour coded: object green, hand blue
     <root>/train_segLabel/<SEQ>/<ID>.png             optional masks of the official code: nonzero = object
     <models_dir>/<objName>/points.xyz                YCB object points in metres (default <root>/models)
@@ -198,12 +199,12 @@ class HO3DDataset(Sequence[HandObjectSample]):
             return rgb / f"{frame.frame_id}{IMAGE_SUFFIXES[self.version]}"
         suffix = self._suffix_of_seq.get(frame.seq)
         if suffix is None or not (rgb / f"{frame.frame_id}{suffix}").is_file():
-            for candidate in (".png", ".jpg"):
+            for candidate in (".png", ".jpg", ".webp"):  # .webp: pre-cropped sets (hfl_ros.data.precrop)
                 if (rgb / f"{frame.frame_id}{candidate}").is_file():
                     suffix = candidate
                     break
             else:
-                raise AssetError(f"no image {rgb / frame.frame_id}.png or .jpg")
+                raise AssetError(f"no image {rgb / frame.frame_id}.png, .jpg or .webp")
             self._suffix_of_seq[frame.seq] = suffix
         return rgb / f"{frame.frame_id}{suffix}"
 

@@ -11,6 +11,7 @@ import csv
 import math
 import os
 import random
+import threading
 import time
 import warnings
 from collections import defaultdict
@@ -301,6 +302,7 @@ class Trainer:
                 "lower run.batch_size"
             )
         self._data_loader: DataLoader | None = None
+        self._stop = threading.Event()
         self.state = TrainState()
         if resume is not None:
             self.load(resume)
@@ -404,6 +406,11 @@ class Trainer:
         self.state.epoch += 1
         self.state.batch_in_epoch = 0
 
+    def request_stop(self) -> None:
+        """Ask :meth:`train` to stop after the step in progress (safe from another thread); it then writes
+        ``checkpoint_last.pt`` and returns as it does at the end of a run."""
+        self._stop.set()
+
     def close(self) -> None:
         """Leave the process group this trainer joined (torchrun runs)."""
         import torch.distributed as dist
@@ -427,7 +434,7 @@ class Trainer:
         def done() -> bool:
             return (max_steps is not None and self.state.global_step >= max_steps) or (
                 self.state.epoch >= self.config.optim.epochs
-            )
+            ) or self._stop.is_set()
 
         self.model.train()
         try:
