@@ -334,6 +334,50 @@ def test_fp16_stored_weights_load_into_float32(hand_model, tmp_path):
         assert torch.equal(value, expected), key
 
 
+def test_fp16_export_keeps_running_statistics_float32_beyond_the_fp16_range(hand_model, tmp_path):
+    """A running variance of 1e6 (above fp16's 65504) would become inf and zero its channel in fp16."""
+    from hfl_ros.demo.export_model import export_demo_model
+
+    net = _small_net(hand_model, seed=5)
+    _randomise_bn(net)
+    bn = net.base_net.layer1_h[0][0].bn1
+    bn.running_var[0], bn.running_mean[1] = 1e6, -1e5
+    source = save_checkpoint(tmp_path / "train.pt", net, {"run": {}}, train_state={"global_step": 7})
+    target = export_demo_model(source, tmp_path / "demo.pt")
+    stored = torch.load(target, weights_only=True)
+    assert stored["train_state"] == {"global_step": 7}
+    state = stored["state_dict"]
+    buffers = {name for name, _ in net.named_buffers()}
+    for key, value in state.items():
+        if value.is_floating_point():
+            assert value.dtype == (torch.float32 if key in buffers else torch.float16), key
+            assert torch.isfinite(value).all(), key
+    prefix = "base_net.layer1_h.0.0.bn1."
+    assert state[prefix + "running_var"][0] == 1e6 and state[prefix + "running_mean"][1] == -1e5
+    loaded, _ = load_network(target)
+    images, hand, obj = _inputs(2, 128)
+    with torch.inference_mode():
+        out = loaded(images, hand, obj)
+        features = loaded.base_net.layer1_h[0][0].bn1(torch.ones(1, 64, 2, 2))
+    assert all(torch.isfinite(v).all() for v in out.values())
+    assert features[0, 0].abs().min() > 0  # the channel with the large variance is not zeroed
+
+
+def test_fp16_export_refuses_a_parameter_beyond_the_fp16_range(hand_model, tmp_path, capsys):
+    from hfl_ros.demo import export_model
+
+    net = _small_net(hand_model, seed=6)
+    with torch.no_grad():
+        net.obj_head.out_conv.weight[0, 0, 0, 0] = 1e5
+    with pytest.raises(ValueError, match=r"obj_head\.out_conv\.weight holds 100000.*float16"):
+        save_checkpoint(tmp_path / "half.pt", net, {}, weights_dtype=torch.float16)
+    assert not (tmp_path / "half.pt").exists()
+    source = save_checkpoint(tmp_path / "train.pt", net, {})
+    assert export_model.main([str(source), str(tmp_path / "demo.pt")]) == 1
+    assert "obj_head.out_conv.weight" in capsys.readouterr().err
+    assert not (tmp_path / "demo.pt").exists()
+
+
 def test_save_refuses_reserved_extra_keys(tmp_path):
     with pytest.raises(ValueError, match="state_dict"):
         save_checkpoint(tmp_path / "x.pt", _small_net(None), {}, state_dict={})

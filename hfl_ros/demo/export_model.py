@@ -2,9 +2,10 @@
 
     python -m hfl_ros.demo.export_model runs/demo/checkpoint_last.pt models/demo/hfl_demo_lite0.pt
 
-The training checkpoint (weights, optimizer state, RNG state) is reduced to the network's weights in float16
-(the MANO buffers stay float32) plus the training config, in the hfl_ros checkpoint format that
-``load_network`` and the Estimator read.
+The training checkpoint (weights, optimizer state, RNG state) is reduced to the network's parameters in
+float16 (the buffers, BatchNorm running statistics and the MANO model, stay float32; a parameter beyond
+float16's range is refused) plus the training config, in the hfl_ros checkpoint format that ``load_network``
+and the Estimator read.
 """
 
 from __future__ import annotations
@@ -41,7 +42,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("source", type=Path, help="training checkpoint (hfl-ros train output)")
     parser.add_argument("target", type=Path, help="demo model file to write")
     args = parser.parse_args(argv)
-    path = export_demo_model(args.source, args.target)
+    try:
+        path = export_demo_model(args.source, args.target)
+    except ValueError as exc:  # a parameter beyond float16's range
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     size = path.stat().st_size
     print(f"wrote {path} ({size / 1e6:.1f} MB)")
     if size > SIZE_LIMIT_BYTES:

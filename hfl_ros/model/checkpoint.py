@@ -158,18 +158,26 @@ def save_checkpoint(
 ) -> Path:
     """Save ``net`` in our format with its architecture, ``config`` and ``extra`` (epoch, optimizer, ...).
 
-    ``weights_dtype`` (e.g. torch.float16) stores the floating weights in that dtype to halve the file; the
-    MANO buffers always stay float32. Values must be loadable with ``weights_only=True`` (tensors, containers
-    of str, numbers, bools and None). The file is written atomically.
+    ``weights_dtype`` (e.g. torch.float16) stores the floating parameters in that dtype to halve the file.
+    Buffers (BatchNorm running statistics, the MANO model) always stay float32: a running variance above
+    float16's 65504 would become inf and silently zero its channel. A parameter that is not finite in
+    ``weights_dtype`` raises ValueError naming it. Values must be loadable with ``weights_only=True``
+    (tensors, containers of str, numbers, bools and None). The file is written atomically.
     """
     clash = [k for k in extra if k in _RESERVED]
     if clash:
         raise ValueError(f"save_checkpoint: reserved keys {clash} cannot be passed as extra values")
+    parameters = {name for name, _ in net.named_parameters()}
     state = {}
     for key, value in net.state_dict().items():
         value = value.detach().cpu()
-        if weights_dtype is not None and value.is_floating_point() and not key.startswith(_MANO_PREFIX):
-            value = value.to(weights_dtype)
+        if (
+            weights_dtype is not None
+            and value.is_floating_point()
+            and key in parameters
+            and not key.startswith(_MANO_PREFIX)
+        ):
+            value = _cast_finite(key, value, weights_dtype)
         state[key] = value
     payload = {
         "format": FORMAT_NAME,
@@ -190,6 +198,19 @@ def save_checkpoint(
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def _cast_finite(key: str, value: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``value`` in ``dtype``; ValueError naming ``key`` when a finite value does not stay finite."""
+    cast = value.to(dtype)
+    overflow = torch.isfinite(value) & ~torch.isfinite(cast)
+    if overflow.any():
+        largest = float(value[overflow].abs().max())
+        raise ValueError(
+            f"save_checkpoint: {key} holds {largest:.6g}, beyond the range of {dtype} "
+            f"(largest finite {torch.finfo(dtype).max:.6g}); save it without weights_dtype"
+        )
+    return cast
 
 
 def load_network(
