@@ -7,6 +7,8 @@ outputs are made consistent with a known scene), and the handling of bad input.
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -21,7 +23,7 @@ from hfl_ros.errors import (
     HandModelError,
     UnknownObjectClassError,
 )
-from hfl_ros.estimator import Estimator, pair_object
+from hfl_ros.estimator import Estimator, ReducedPrecisionNetworkError, pair_object
 from hfl_ros.geometry.boxes import scale_box
 from hfl_ros.geometry.camera import project
 from hfl_ros.geometry.crop import mirror_box, mirror_image, mirror_K, mirror_points_2d
@@ -463,6 +465,51 @@ def test_constructor_errors(net, assets, tmp_path):
         Estimator(net=net, mano_dir=tmp_path / "no_mano", device="cpu")
     with pytest.warns(RuntimeWarning, match="fp16 needs CUDA"):
         assert Estimator(net=net, device="cpu", fp16=True).fp16 is False
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_a_half_precision_network_is_refused(net, assets, dtype):
+    half = copy.deepcopy(net).to(dtype)
+    with pytest.raises(ReducedPrecisionNetworkError, match=r"float32 network.*fp16=True") as info:
+        _estimator(half, assets)
+    assert str(dtype) in str(info.value) and info.value.reason == "reduced_precision_network"
+    half.mano_branch.float()  # MANO alone in float32 is not enough either
+    with pytest.raises(ReducedPrecisionNetworkError, match="base_net"):
+        _estimator(half, assets)
+
+
+def test_warm_up_runs_the_whole_path_and_changes_nothing(net, assets, image):
+    spy = SpyNet(net)
+    estimator = _estimator(spy, assets, max_batch=2)
+    before = estimator.estimate(image, K, _detections())
+    seconds = estimator.warm_up(batch_sizes=(1, 2, 5), repeats=1)
+    assert seconds > 0
+    assert [len(call["images"]) for call in spy.calls[1:]] == [1, 2, 2]  # batches capped at max_batch
+    after = estimator.estimate(image, K, _detections())
+    for a, b in zip(before, after):
+        assert a.status == b.status
+        np.testing.assert_array_equal(a.hand.joints3d, b.hand.joints3d)
+        np.testing.assert_array_equal(a.object.control_points_2d, b.object.control_points_2d)
+    calls = len(spy.calls)
+    _estimator(spy, assets, warm_up=True)
+    assert len(spy.calls) == calls + 4  # the default: batches of 1 and 2, twice each
+
+
+def test_outputs_come_to_the_host_in_one_packed_copy_with_exact_values(net, assets):
+    estimator = _estimator(net, assets)
+    gen = torch.Generator().manual_seed(0)
+    tensors = {
+        "a": torch.randn(3, 21, 2, generator=gen),
+        "b": torch.randn(3, generator=gen).half(),  # autocast outputs may be float16
+        "c": torch.randn(3, 4, 5, 6, generator=gen).double(),
+        "d": torch.randn(3, 1, generator=gen).bfloat16(),
+    }
+    out = estimator._to_host(tensors, 3)
+    assert list(out) == list(tensors)
+    for key, value in tensors.items():
+        expected = value.float().cpu().numpy().astype(np.float64)
+        assert out[key].dtype == np.float64 and out[key].shape == expected.shape
+        np.testing.assert_array_equal(out[key], expected)
 
 
 def test_checkpoint_round_trip_and_other_architecture(net, assets, image, tmp_path):
