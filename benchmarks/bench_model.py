@@ -15,7 +15,10 @@ ResNet-50 / HFLNet after a warm-up so that machine-load drift hits both alike. R
   (hourglass + encoder), MANO regressor + layer, object head + vote decoding, and PnP (vote selection +
   cv2.solvePnPRansac EPnP) on the object votes of one pair.
 
-CUDA is measured too when available (synchronised; float32, no autocast).
+CUDA is measured too when available (synchronised; float32, no autocast) with TF32 off, so that "float32"
+means float32 (PyTorch lets cuDNN convolutions use TF32 by default on Ampere and newer GPUs, ~1e-3 relative);
+``--cuda-tf32`` adds a run with TF32 on, reported separately as ``cuda_tf32``. The TF32 and cudnn.benchmark
+settings of each run are in the report.
 """
 
 from __future__ import annotations
@@ -172,6 +175,27 @@ def _time_pnp(vote: np.ndarray, conf: np.ndarray, box: np.ndarray) -> float:
     return time.perf_counter() - start
 
 
+def set_tf32(enabled: bool) -> None:
+    """TF32 for CUDA matmuls and cuDNN convolutions (explicit: cuDNN's default is on)."""
+    torch.backends.cuda.matmul.allow_tf32 = enabled
+    torch.backends.cudnn.allow_tf32 = enabled
+
+
+def backend_settings(device: torch.device) -> dict:
+    """The numeric settings a run was measured with."""
+    if device.type != "cuda":
+        return {"dtype": "float32", "threads": torch.get_num_threads()}
+    return {
+        "dtype": "float32",
+        "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
+        "tf32_cudnn": torch.backends.cudnn.allow_tf32,
+        "cudnn_benchmark": torch.backends.cudnn.benchmark,
+        "gpu": torch.cuda.get_device_name(device),
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version(),
+    }
+
+
 def build(device: torch.device, hand_dir: Path):
     import torchvision
 
@@ -191,15 +215,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=10, help="timed rounds per measurement (default 10)")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 4], help="batch sizes (default 1 4)")
     parser.add_argument("--no-cuda", action="store_true", help="skip CUDA even when available")
+    parser.add_argument("--cuda-tf32", action="store_true",
+                        help="also measure CUDA with TF32 on (as cuda_tf32; the float32 run has it off)")
     parser.add_argument(
         "--out", type=Path, default=REPO / "benchmarks" / "results" / "bench_model.json", help="JSON output"
     )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    devices = [torch.device("cpu")]
+    runs = [("cpu", torch.device("cpu"), False)]
     if torch.cuda.is_available() and not args.no_cuda:
-        devices.append(torch.device("cuda"))
+        runs.append(("cuda", torch.device("cuda"), False))
+        if args.cuda_tf32:
+            runs.append(("cuda_tf32", torch.device("cuda"), True))
     report: dict = {
         "benchmark": "HFLNet forward vs torchvision ResNet-50 forward, same input, one process",
         "target_ratio": 3.5,
@@ -216,9 +244,10 @@ def main(argv: list[str] | None = None) -> int:
         "results": {},
     }
     with tempfile.TemporaryDirectory(prefix="bench_model_") as tmp:
-        for device in devices:
+        for name, device, tf32 in runs:
+            set_tf32(tf32)
             net, resnet = build(device, Path(tmp))
-            per_device = {}
+            per_device: dict = {"settings": backend_settings(device)}
             for batch in args.batches:
                 per_device[f"batch_{batch}"] = {
                     "forward": compare_with_resnet50(net, resnet, batch, args.repeats, device),
@@ -226,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
                 }
                 fwd = per_device[f"batch_{batch}"]["forward"]
                 print(
-                    f"{device.type} batch {batch}: "
+                    f"{name} batch {batch}: "
                     f"resnet50 {fwd['resnet50']['min_ms_per_image']:.1f} ms/img, "
                     f"hflnet {fwd['hflnet']['min_ms_per_image']:.1f} ms/img, "
                     f"ratio {fwd['hflnet']['ratio_of_minima']:.2f} "
@@ -235,7 +264,8 @@ def main(argv: list[str] | None = None) -> int:
                     f"{fwd['hflnet_no_windowing']['ratio_of_minima']:.2f}; plain eager "
                     f"{fwd['hflnet_plain_eager']['ratio_of_minima']:.2f})"
                 )
-            report["results"][device.type] = per_device
+            report["results"][name] = per_device
+    set_tf32(False)
     report["environment"]["load_average_after"] = os.getloadavg()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
