@@ -2,6 +2,9 @@
 
     ros2 launch hfl_ros perception.launch.py params_file:=my_params.yaml image:=/camera/color/image_raw \
         camera_info:=/camera/color/camera_info detections:=/detector/detections use_rviz:=true
+
+With ``managed:=true`` the node is a lifecycle (managed) node that waits, unconfigured, for
+``ros2 lifecycle set /hfl_perception configure`` and ``activate`` (docs/node.md, "Managed node").
 """
 
 import os
@@ -25,6 +28,9 @@ def generate_launch_description() -> LaunchDescription:
                               description="Parameters of the perception node (YAML, ros__parameters)."),
         DeclareLaunchArgument("namespace", default_value="", description="Namespace of the node."),
         DeclareLaunchArgument("use_rviz", default_value="false", description="Also start RViz (true/false)."),
+        DeclareLaunchArgument("managed", default_value="false",
+                              description="Run the node as a lifecycle (managed) node, started with "
+                                          "`ros2 lifecycle set` (true/false)."),
         DeclareLaunchArgument("use_sim_time", default_value="false",
                               description="Use /clock (replayed bags) instead of the wall clock."),
         DeclareLaunchArgument("image", default_value="image",
@@ -41,6 +47,7 @@ def generate_launch_description() -> LaunchDescription:
         namespace=LaunchConfiguration("namespace"),
         output="screen",
         emulate_tty=True,
+        arguments=["--managed", LaunchConfiguration("managed")],
         parameters=[params_file, {"use_sim_time": use_sim_time}],
         remappings=[
             ("image", image),

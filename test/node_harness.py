@@ -144,3 +144,36 @@ def set_parameters(session: RosSession, node: str, values: dict[str, Any],
     request = SetParameters.Request(parameters=[Parameter(k, value=v).to_parameter_msg() for k, v in
                                                 values.items()])
     return list(session.call(SetParameters, f"{node}/set_parameters", request, timeout).results)
+
+
+def publish_hand_frames(session: RosSession, count: int, first_sec: int) -> list[int]:
+    """Publish ``count`` frames of 160 x 120 px (camera_info, image, and detections of one right hand) on the
+    node's default input topics, once the node subscribes to them all; returns their stamps (whole seconds
+    from ``first_sec``)."""
+    import numpy as np
+    from builtin_interfaces.msg import Time
+    from sensor_msgs.msg import CameraInfo, Image
+    from std_msgs.msg import Header
+    from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose
+
+    from hfl_ros.ros.convert import rgb_to_image_data
+
+    if not hasattr(session, "frame_publishers"):
+        topics = ((CameraInfo, "/camera_info"), (Image, "/image"), (Detection2DArray, "/detections"))
+        session.frame_publishers = [session.node.create_publisher(t, n, RELIABLE) for t, n in topics]
+    pubs = session.frame_publishers
+    session.wait_for(lambda: all(p.get_subscription_count() > 0 for p in pubs), 60.0, "the node's inputs")
+    rgb = np.random.default_rng(0).integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    stamps = []
+    for sec in range(first_sec, first_sec + count):
+        header = Header(stamp=Time(sec=sec), frame_id="cam")
+        det = Detection2D(header=header, results=[ObjectHypothesisWithPose()])
+        det.results[0].hypothesis.class_id, det.results[0].hypothesis.score = "right_hand", 0.9
+        det.bbox.center.position.x, det.bbox.center.position.y = 55.0, 60.0
+        det.bbox.size_x, det.bbox.size_y = 50.0, 60.0
+        pubs[0].publish(CameraInfo(header=header, k=[200.0, 0, 80, 0, 200, 60, 0, 0, 1]))
+        pubs[1].publish(Image(header=header, height=120, width=160, encoding="rgb8", step=480,
+                              data=rgb_to_image_data(rgb)))
+        pubs[2].publish(Detection2DArray(header=header, detections=[det]))
+        stamps.append(sec)
+    return stamps

@@ -17,6 +17,7 @@ from ros_helpers import HAND_T, OBJECT_R, OBJECT_T
 from hfl_ros.estimator import Estimator
 from hfl_ros.geometry.camera import project
 from hfl_ros.nodes import perception_node
+from hfl_ros.stop_signals import exit_process
 
 _real_forward = Estimator._forward
 
@@ -48,4 +49,4 @@ def rigged_forward(self, pairs):
 Estimator._forward = rigged_forward
 
 if __name__ == "__main__":
-    sys.exit(perception_node.main(sys.argv))
+    exit_process(perception_node.main(sys.argv))

@@ -157,14 +157,15 @@ def test_launch_arguments_and_defaults(monkeypatch):
 
     description = load_launch_description(monkeypatch)
     config, nodes = resolve(description, {})
-    assert sorted(config) == sorted(["params_file", "namespace", "use_rviz", "use_sim_time", "image",
-                                     "camera_info", "detections"])
+    assert sorted(config) == sorted(["params_file", "namespace", "use_rviz", "managed", "use_sim_time",
+                                     "image", "camera_info", "detections"])
     share = get_package_share_directory("hfl_ros")
     assert config["params_file"] == os.path.join(share, "config", "perception.yaml")
     assert [n.executable for n in nodes] == ["perception_node"]  # no RViz unless asked
     (node,) = nodes
     assert (node.package, node.name, node.namespace) == ("hfl_ros", NODE_NAME, "")
     assert node.parameters == [config["params_file"], {"use_sim_time": False}]
+    assert node.arguments == ["--managed", "false"]  # a plain node unless managed:=true
     assert node.remappings == [("image", "image"), ("image/compressed", "image/compressed"),
                                ("camera_info", "camera_info"), ("detections", "detections")]
 
@@ -206,7 +207,8 @@ def test_yaml_parameters_and_remaps_reach_the_launched_node(monkeypatch, tmp_pat
     domain = module_domain_id(__name__)
     env = {**os.environ, "ROS_DOMAIN_ID": str(domain), "OMP_NUM_THREADS": "1",
            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    proc = start_process([sys.executable, str(executable), *ros_args(node, tmp_path)], env, tmp_path / "node")
+    proc = start_process([sys.executable, str(executable), *node.arguments, *ros_args(node, tmp_path)], env,
+                         tmp_path / "node")
     session = RosSession(domain)
     try:
         full_name = f"/robot1/{NODE_NAME}"

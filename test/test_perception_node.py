@@ -647,6 +647,6 @@ def test_unreadable_checkpoint_is_fatal_naming_checkpoint_path(tmp_path):
     cmd = [sys.executable, "-m", "hfl_ros.nodes.perception_node", "--ros-args",
            "-p", f"checkpoint_path:={ckpt}"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 3, proc.stderr
+    assert proc.returncode == 2, proc.stderr
     assert "parameter 'checkpoint_path': cannot load it" in proc.stderr
     assert "Traceback" not in proc.stderr

@@ -18,13 +18,14 @@ import importlib
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from ..bag.player import CLOCK_TOPIC, Pacer, PlayOptions, playback, python_message_module, select_topics
 from ..bag.reader import BagReader
 from ..errors import HflRosError
+from ..stop_signals import Interrupted, stop_signals
 
 NODE_NAME = "bag_player"
 
@@ -100,17 +101,18 @@ class BagPlayerNode:
             self._clock_pub = self.node.create_publisher(Clock, CLOCK_TOPIC, 10)
         return list(self.publishers)
 
-    def wait_for_subscribers(self) -> list[str]:
-        """Wait until each topic has enough subscriptions (or the timeout); return the topics still short."""
+    def wait_for_subscribers(self, should_stop: Callable[[], bool] = lambda: False) -> list[str]:
+        """Wait until each topic has enough subscriptions (or the timeout, or ``should_stop()``); return the
+        topics still short."""
         need = self.options.wait_for_subscribers
         deadline = time.monotonic() + self.options.wait_timeout
         short = list(self.publishers)
         while need > 0:
             short = [t for t, pub in self.publishers.items() if pub.get_subscription_count() < need]
-            if not short or time.monotonic() >= deadline:
+            if not short or time.monotonic() >= deadline or should_stop():
                 break
             time.sleep(0.02)  # polls the graph (kept up to date by the executor thread)
-        if need > 0 and short:
+        if need > 0 and short and not should_stop():
             self.node.get_logger().warning(
                 f"starting after {self.options.wait_timeout:g} s although these topics have fewer than "
                 f"{need} subscriber(s): {', '.join(short)}")
@@ -126,25 +128,30 @@ class BagPlayerNode:
         self._clock_pub.publish(Clock(clock=Time(sec=log_time_ns // 1_000_000_000,
                                                  nanosec=log_time_ns % 1_000_000_000)))
 
-    def play(self, stop: threading.Event | None = None) -> int:
-        """Create the publishers, wait for subscribers, publish every message; return the count published."""
+    def prepare(self) -> None:
+        """Read the bag's topics and create the publishers (done by :meth:`play` when not done before)."""
+        if not self.publishers:
+            self._create_publishers()
+
+    def play(self, should_stop: Callable[[], bool] = lambda: False) -> int:
+        """Wait for subscribers, publish every message until ``should_stop()``; return how many."""
         import rclpy
         from rclpy.duration import Duration
 
-        stop = stop or threading.Event()
-        self._create_publishers()
-        self.wait_for_subscribers()
+        self.prepare()
+        self.wait_for_subscribers(should_stop)
         pacer = Pacer(self.options.rate)
         clock_period = 1.0 / self.options.clock_hz
         last_log: int | None = None
         for raw in playback(self.options, list(self.publishers)):
-            if stop.is_set() or not rclpy.ok():
-                break
+            if should_stop() or not rclpy.ok():
+                return self.published
             if last_log is not None and raw.log_time_ns < last_log:
                 pacer.restart()  # looped back to the start
             delay = pacer.delay(raw.log_time_ns)
             while delay > 0:
-                if stop.wait(min(delay, clock_period)):
+                time.sleep(min(delay, clock_period))
+                if should_stop():
                     return self.published
                 now = pacer.log_time_now()
                 if now is not None:  # sim time runs between messages, never past the next one
@@ -154,6 +161,8 @@ class BagPlayerNode:
             self.publishers[raw.topic].publish(bytes(raw.data))
             self.published += 1
             last_log = raw.log_time_ns
+        if should_stop():
+            return self.published
         for publisher in self.publishers.values():
             publisher.wait_for_all_acked(Duration(seconds=5.0))
         return self.published
@@ -163,47 +172,68 @@ class BagPlayerNode:
 
 
 def run_player(options: PlayOptions, args: Sequence[str] | None = None) -> int:
-    """Init rclpy, play the bag (the node spins in a background thread), shut down; return messages played."""
-    import rclpy
-    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+    """Init rclpy, play the bag (the node spins in a background thread), shut down; return messages played.
 
-    from .interrupts import interrupts_ignored
-
-    rclpy.init(args=list(args) if args is not None else None)
+    SIGINT or SIGTERM stops it at any moment (see :mod:`hfl_ros.stop_signals`): during start-up at once,
+    while playing after the message being published; it then logs one line saying so and returns.
+    """
+    stop = stop_signals().install()
     player = None
-    executor = SingleThreadedExecutor()
-    stop = threading.Event()
+    executor = None
+    done = threading.Event()
     spinner = None
+    logger = None
     try:
+        import rclpy
+        import rclpy.logging
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.signals import SignalHandlerOptions
+
+        logger = rclpy.logging.get_logger(NODE_NAME)
+        # rclpy's own handlers would shut the context down under the player: the stop is ours.
+        rclpy.init(args=list(args) if args is not None else None,
+                   signal_handler_options=SignalHandlerOptions.NO)
         player = BagPlayerNode(options)
+        logger = player.node.get_logger()
+        player.prepare()
+        executor = SingleThreadedExecutor()
         executor.add_node(player.node)
-        spinner = threading.Thread(target=_spin, args=(executor, stop), daemon=True)
-        spinner.start()
-        count = player.play(stop)
-        player.node.get_logger().info(f"played {count} message(s) from {player.options.bag}")
+        with stop.deferred():
+            spinner = threading.Thread(target=_spin, args=(executor, done), daemon=True)
+            spinner.start()
+            count = player.play(lambda: stop.requested)
+        if not stop.requested:
+            logger.info(f"played {count} message(s) from {player.options.bag}")
         return count
-    except (KeyboardInterrupt, ExternalShutdownException):
+    except Interrupted:
         return player.published if player is not None else 0
     finally:
-        with interrupts_ignored():
-            stop.set()
-            executor.shutdown(timeout_sec=1.0)
+        with stop.deferred():  # a second Ctrl-C (ros2 launch sends one) must not break off the stop
+            done.set()
             if spinner is not None:
-                spinner.join(timeout=2.0)
+                spinner.join(timeout=1.0)
+            if executor is not None:
+                executor.shutdown(timeout_sec=1.0)
+            if stop.requested:
+                played = f"after {player.published} message(s) from {player.options.bag}" if player else \
+                    "before playing"
+                message = f"stopped ({stop.name}) {played}"
+                if logger is not None:
+                    logger.info(message)
+                else:
+                    print(f"[INFO] [{NODE_NAME}]: {message}", file=sys.stderr)
             if player is not None:
                 player.destroy()
-            rclpy.try_shutdown()
+            rclpy = sys.modules.get("rclpy")
+            if rclpy is not None and hasattr(rclpy, "try_shutdown"):
+                rclpy.try_shutdown()
 
 
-def _spin(executor: Any, stop: threading.Event) -> None:
-    from rclpy.executors import ExternalShutdownException
-
+def _spin(executor: Any, done: threading.Event) -> None:
     try:
-        while not stop.is_set():
+        while not done.is_set():
             executor.spin_once(timeout_sec=0.05)
-    except (ExternalShutdownException, KeyboardInterrupt):
-        pass
-    except Exception:  # the executor was shut down under us at exit
+    except Exception:  # the context was shut down under us at exit
         pass
 
 
@@ -229,15 +259,19 @@ def options_from_args(args: argparse.Namespace) -> PlayOptions:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``ros2 run hfl_ros bag_player``."""
-    from rclpy.utilities import remove_ros_args
-
-    argv = list(sys.argv if argv is None else argv)
-    parser = argparse.ArgumentParser(prog="bag_player", description="Replay a rosbag into live ROS 2 topics.")
-    add_play_arguments(parser)
-    args = parser.parse_args(remove_ros_args(argv)[1:])
+    """Entry point of ``ros2 run hfl_ros bag_player``; exit code 0 also when stopped by SIGINT / SIGTERM."""
+    stop = stop_signals().install()  # first: from here on Ctrl-C and SIGTERM end the process cleanly
     try:
+        from rclpy.utilities import remove_ros_args
+
+        argv = list(sys.argv if argv is None else argv)
+        parser = argparse.ArgumentParser(prog="bag_player",
+                                         description="Replay a rosbag into live ROS 2 topics.")
+        add_play_arguments(parser)
+        args = parser.parse_args(remove_ros_args(argv)[1:])
         run_player(options_from_args(args), argv)
+    except Interrupted:
+        print(f"[INFO] [{NODE_NAME}]: stopped ({stop.name}) before playing", file=sys.stderr)
     except (HflRosError, ValueError) as exc:
         print(f"bag_player: error: {exc}", file=sys.stderr)
         return 2
@@ -245,4 +279,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from ..stop_signals import exit_process
+
+    exit_process(main())

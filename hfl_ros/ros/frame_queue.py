@@ -32,6 +32,10 @@ class FrameQueue:
         self.dropped = 0
         self.blocked = 0  # times a put had to wait
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def __len__(self) -> int:
         with self._cond:
             return len(self._items)
@@ -66,8 +70,15 @@ class FrameQueue:
             self._cond.notify_all()
             return item
 
-    def close(self) -> None:
-        """Wake every waiter; later puts are refused, gets drain what is left then return None."""
+    def close(self, discard: bool = False) -> int:
+        """Wake every waiter; later puts are refused, gets drain what is left then return None.
+
+        ``discard``: drop what is left instead (a stop must not wait for a backlog); returns how many.
+        """
         with self._cond:
             self._closed = True
+            dropped = len(self._items) if discard else 0
+            if discard:
+                self._items.clear()
             self._cond.notify_all()
+            return dropped

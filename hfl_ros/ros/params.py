@@ -222,20 +222,22 @@ def config_fields() -> list[str]:
     return [f.name for f in fields(PerceptionConfig)]
 
 
-def declare_parameters(node: Any) -> PerceptionConfig:
-    """Declare every parameter on an rclpy node with its description, then validate the values.
+def declare_parameters(node: Any, *, read_only: bool = True,
+                       validate: bool = True) -> PerceptionConfig | None:
+    """Declare every parameter on an rclpy node with its description, then (``validate``) validate the values.
 
     Raises ParameterError for a value of the wrong type or out of range (rclpy refuses it at declaration) and
-    for any check of :func:`validate_config`.
+    for any check of :func:`validate_config`. ``read_only=False`` leaves the start-up parameters writable
+    (a managed node accepts changes to them while unconfigured).
     """
     from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
     from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
     from rclpy.parameter import Parameter
 
-    values = {}
     for spec in PARAMS:
         # Floats accept integers too (a YAML "1" for a double): dynamically typed, checked by validate_value.
-        descriptor = ParameterDescriptor(description=spec.description, read_only=not spec.runtime,
+        descriptor = ParameterDescriptor(description=spec.description,
+                                         read_only=read_only and not spec.runtime,
                                          additional_constraints=spec.constraints,
                                          dynamic_typing=isinstance(spec.default, float))
         if isinstance(spec.default, float) and spec.min_value is not None:
@@ -249,12 +251,18 @@ def declare_parameters(node: Any) -> PerceptionConfig:
         if isinstance(default, list):
             default = Parameter.Type.STRING_ARRAY if not default else list(default)
         try:
-            values[spec.name] = node.declare_parameter(spec.name, default, descriptor).value
+            node.declare_parameter(spec.name, default, descriptor)
         except InvalidParameterTypeException as exc:
             raise ParameterError(spec.name, f"wrong type ({exc}); expected a value like "
                                  f"{spec.default!r}") from exc
         except InvalidParameterValueException as exc:
             raise ParameterError(spec.name, f"invalid value ({exc}); set it to {spec.constraints}") from exc
+    return read_config(node) if validate else None
+
+
+def read_config(node: Any) -> PerceptionConfig:
+    """The node's current (declared) parameter values, validated by :func:`validate_config`."""
+    values = {spec.name: node.get_parameter(spec.name).value for spec in PARAMS}
     values = {k: (list(v) if isinstance(SPECS[k].default, list) and v is not None else v)
               for k, v in values.items()}
     return validate_config(values)
