@@ -38,5 +38,5 @@ setup(
         "render": ["pyrender==0.1.45", "PyOpenGL==3.1.7"],
         "test": ["pytest", "pytest-timeout", "ruff"],
     },
-    entry_points={"console_scripts": ["hfl-ros=hfl_ros.cli:main"]},
+    entry_points={"console_scripts": ["hfl-ros=hfl_ros.cli:entry"]},
 )

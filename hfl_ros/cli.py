@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from typing import NoReturn
+
+from .stop_signals import Interrupted, exit_process, install, stop_signals
 
 #: sub-command -> (module, help). Each module provides ``add_arguments(parser)`` and ``run(args) -> int``.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -15,6 +18,11 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "make-sample-bag": ("hfl_ros.demo.sample_bag", "write a short synthetic rosbag2 (MCAP) sequence"),
     "demo": ("hfl_ros.demo.run_demo", "run the out-of-the-box demo on the sample bag"),
 }
+
+
+#: Sub-commands that stop cleanly on SIGINT and SIGTERM from their first line (hfl_ros.stop_signals), with
+#: whether such a stop is their normal end (exit code 0; else 128 + the signal number).
+STOPPABLE: dict[str, bool] = {"label": False, "play": True}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,7 +37,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run ``hfl-ros ARGV``; returns the exit code."""
     argv = sys.argv[1:] if argv is None else argv
+    command = argv[0] if argv else ""
+    if command not in STOPPABLE:
+        return _main(argv)
+    with stop_signals().handling():
+        try:
+            return _main(argv)
+        except Interrupted as exc:  # while parsing the arguments or importing the sub-command
+            print(f"hfl-ros {command}: stopped ({exc.name}) before it started", file=sys.stderr)
+            return 0 if STOPPABLE[command] else exc.exit_code
+
+
+def entry() -> NoReturn:
+    """The ``hfl-ros`` executable. The stoppable sub-commands handle stop signals before anything else and
+    end without the interpreter's slow finalisation (see :func:`hfl_ros.stop_signals.exit_process`)."""
+    if sys.argv[1:2] and sys.argv[1] in STOPPABLE:
+        install()
+        exit_process(main())
+    sys.exit(main())
+
+
+def _main(argv: list[str]) -> int:
     saved, sys.argv = sys.argv, [sys.argv[0], *argv]
     try:
         args = build_parser().parse_args(argv)
@@ -42,9 +72,11 @@ def main(argv: list[str] | None = None) -> int:
     except HflRosError as exc:
         print(f"hfl-ros {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        if isinstance(exc, Interrupted):  # a stop signal: main() reports it
+            raise
         return 130
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -11,12 +11,16 @@ messages and records. Problems with the bag are handled like this:
 - end of the readable data: a truncated or corrupted file.
 
 In every case the outputs written so far are finalised, the summary is saved, and a bag problem ends the run
-with one :class:`HflRosError` naming it (the CLI prints it as one line and exits non-zero).
+with one :class:`HflRosError` naming it (the CLI prints it as one line and exits non-zero). So does a stop
+(Ctrl-C, SIGTERM: :class:`~hfl_ros.stop_signals.Interrupted` when the entry point handles them): the frames
+already estimated are written, the outputs closed, and ``--resume`` finishes the job later. Opening and
+finalising the outputs run with stop signals deferred, so that they are never left half-written.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import queue
 import threading
 import time
@@ -36,6 +40,7 @@ from ..ros.convert import (
     detections_from_msg,
     image_to_rgb,
 )
+from ..stop_signals import Interrupted, stop_signals
 from .errors import (
     MissingCameraInfoError,
     MissingTopicError,
@@ -45,6 +50,8 @@ from .errors import (
 from .frames import CAMERA_INFO_TYPE, DETECTIONS_TYPE, IMAGE_TYPES, BagFrameSource, InputTopics, SyncedFrame
 from .label_output import JSONL, SUMMARY, LabelSink, OutputTopics, PreparedFrame, ResumeState
 from .reader import BagReader, RawMessage, TopicInfo
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_IMAGE_TOPIC = "/camera/color/image_raw"
 DEFAULT_DETECTIONS_TOPIC = "/detections"
@@ -238,10 +245,21 @@ class _StopError(Exception):
 
 
 def build_estimator(options: LabelOptions) -> Any:
+    """The Estimator of ``options``; DeviceError naming the option when the device cannot be used."""
+    from ..devices import DeviceError, resolve_device
     from ..estimator import Estimator
 
+    try:
+        resolved = resolve_device(options.device)
+    except DeviceError as exc:
+        raise DeviceError(f"device: {exc}; use --device cpu or auto") from None
+    if resolved.fallback_reason:
+        logger.warning("device auto: labeling on the CPU because %s", resolved.fallback_reason)
+    if options.fp16 and resolved.device.type != "cuda":
+        raise DeviceError("fp16: half precision needs a CUDA GPU but the labeler would run on the CPU; "
+                          "drop --fp16 (or set fp16: false)")
     return Estimator(options.checkpoint_path, mano_dir=options.mano_dir,
-                     object_models=options.object_models_dir, device=options.device, fp16=options.fp16,
+                     object_models=options.object_models_dir, device=str(resolved.device), fp16=options.fp16,
                      hand_score_threshold=options.hand_score_threshold,
                      object_score_threshold=options.object_score_threshold,
                      with_vertices=options.publish_mesh or options.with_vertices)
@@ -277,29 +295,38 @@ class Labeler:
                 self.summary.dropped_previous_records = resume.dropped_records
             if self.estimator is None:
                 self.estimator = build_estimator(options)
-            sink = LabelSink(
-                options.out, topics=options.output_topics, faces=getattr(self.estimator, "hand_faces", None),
-                object_models=getattr(self.estimator, "object_models", None), resume=resume,
-                publish_tf=options.publish_tf, tf_prefix=options.tf_prefix, tf_joints=options.tf_joints,
-                publish_mesh=options.publish_mesh,
-                marker_lifetime_s=options.marker_lifetime_s, with_vertices=options.with_vertices).open()
+            stop = stop_signals()
+            with stop.deferred():
+                sink = LabelSink(
+                    options.out, topics=options.output_topics,
+                    faces=getattr(self.estimator, "hand_faces", None),
+                    object_models=getattr(self.estimator, "object_models", None), resume=resume,
+                    publish_tf=options.publish_tf, tf_prefix=options.tf_prefix, tf_joints=options.tf_joints,
+                    publish_mesh=options.publish_mesh,
+                    marker_lifetime_s=options.marker_lifetime_s, with_vertices=options.with_vertices).open()
             source = BagFrameSource(reader, topics, options.sync_slop, copy_topics=options.copy_inputs)
             failure: BaseException | None = None
             started = time.monotonic()
             try:
+                stop.check()  # a stop asked for while the outputs were being opened
                 expected = min(reader.topics[topics.image].count, reader.topics[topics.detections].count)
                 self._pipeline(source, sink, resume.done if resume else set(), expected)
             except BaseException as exc:  # finish the outputs first, then report
                 failure = exc
             finally:
-                self._stop.set()
-                sink.close()
-            self._finish_summary(source, started)
-            error = self._bag_error(source, failure)
-            if error is not None:
-                self.summary.error, self.summary.error_reason = str(error), error.reason
-            (options.out / SUMMARY).write_text(self.summary.to_json())
-            self.summary_saved = True
+                with stop.deferred():
+                    self._stop.set()
+                    sink.close()
+            with stop.deferred():
+                self._finish_summary(source, started)
+                error = self._bag_error(source, failure)
+                if error is not None:
+                    self.summary.error, self.summary.error_reason = str(error), error.reason
+                elif isinstance(failure, KeyboardInterrupt):
+                    name = failure.name if isinstance(failure, Interrupted) else "KeyboardInterrupt"
+                    self.summary.error, self.summary.error_reason = f"interrupted ({name})", "interrupted"
+                (options.out / SUMMARY).write_text(self.summary.to_json())
+                self.summary_saved = True
         if failure is not None and not isinstance(failure, HflRosError):
             raise failure
         if error is not None:
@@ -321,6 +348,7 @@ class Labeler:
         reader.start()
         writer.start()
         finished = False
+        stop = stop_signals()
         try:
             ended = False
             while not ended:
@@ -339,15 +367,16 @@ class Labeler:
             self._put(results_q, _END, writer_errors)
             finished = True
         finally:
-            self._stop.set()
-            if not finished:  # interrupted or failed: still write the frames already estimated
-                try:
-                    self._put(results_q, _END, writer_errors)
-                except BaseException:  # the writer is gone; what it wrote stays valid
-                    self._abort.set()
-            progress.close()
-            writer.join()
-            reader.join()
+            with stop.deferred():  # the writer must be done before the outputs are closed
+                self._stop.set()
+                if not finished:  # interrupted or failed: still write the frames already estimated
+                    try:
+                        self._put(results_q, _END, writer_errors)
+                    except BaseException:  # the writer is gone; what it wrote stays valid
+                        self._abort.set()
+                progress.close()
+                writer.join()
+                reader.join()
         for errors in (writer_errors, reader_errors):
             if errors:
                 raise errors[0]

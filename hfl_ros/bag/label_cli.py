@@ -2,6 +2,9 @@
 
 Estimator flags mirror the perception node's parameters; ``--params-file`` reads them from the node's YAML
 (``/**:`` or ``<node>:`` then ``ros__parameters:``), and flags given on the command line override the file.
+
+Ctrl-C or SIGTERM stops a run cleanly (outputs closed and readable, summary saved); the command then exits
+with 130 or 143, and running it again with ``--resume`` finishes the job.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import Any
 import yaml
 
 from ..errors import HflRosError
+from ..stop_signals import Interrupted
 from .label import DEFAULT_DETECTIONS_TOPIC, DEFAULT_IMAGE_TOPIC, Labeler, LabelOptions
 from .label_output import NODE_NAMESPACE, OutputTopics
 from .reader import BagReader, list_topics_text
@@ -182,6 +186,17 @@ def run(args: argparse.Namespace) -> int:
     labeler = Labeler(options)
     try:
         summary = labeler.run()
+    except Interrupted as exc:
+        if not labeler.summary_saved:
+            print(f"hfl-ros label: stopped ({exc.name}) before labeling started; nothing was written",
+                  file=sys.stderr)
+            return exc.exit_code
+        s = labeler.summary
+        print(s.text())
+        print(f"hfl-ros label: stopped ({exc.name}) after labeling {s.labeled_frames} frame(s) "
+              f"({s.total_labeled_frames} in {options.out}); outputs closed: run the same command with "
+              "--resume to finish", file=sys.stderr)
+        return exc.exit_code
     except HflRosError:
         if labeler.summary_saved:
             print(labeler.summary.text())
