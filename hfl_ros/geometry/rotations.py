@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-from transforms3d.quaternions import mat2quat
 
 #: The left-right mirror of the camera frame: x -> -x.
 MIRROR_X = np.diag([-1.0, 1.0, 1.0])
@@ -57,6 +56,9 @@ def matrix_to_quaternion_wxyz(R) -> np.ndarray:
 
 def matrix_to_quaternion_xyzw(R) -> np.ndarray:
     """One rotation matrix (3, 3) -> unit quaternion (x, y, z, w) with w >= 0, as ROS messages order it."""
+    # Imported here so that the inference and training path (not the ROS messages) runs without transforms3d.
+    from transforms3d.quaternions import mat2quat
+
     w, x, y, z = mat2quat(np.asarray(R, dtype=np.float64))
     q = np.array([x, y, z, w])
     return -q if w < 0 else q
