@@ -391,7 +391,10 @@ def check_versions(ctx: Context, rec: Record) -> None:
 def _importable(name: str) -> bool:
     import importlib.util
 
-    return importlib.util.find_spec(name) is not None
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def _nvidia_smi() -> str | None:
