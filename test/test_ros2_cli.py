@@ -222,6 +222,51 @@ def test_first_five_minutes_on_a_robot(tmp_path, assets, ros_domain_id):
     _assert_stopped_cleanly(shell, launch, ["perception_node"])
 
 
+def test_managed_node_with_ros2_lifecycle(tmp_path, assets, ros_domain_id):
+    """docs/node.md, "Managed node": `ros2 launch ... managed:=true`, then every `ros2 lifecycle` command as
+    written, in order. The node's state and topics follow each transition; Ctrl-C stops everything cleanly."""
+    require_ros2_tools()
+    from lifecycle_msgs.srv import GetState
+    from node_harness import RosSession
+
+    commands = markdown_commands(REPO / "docs" / "node.md", "Managed node")
+    launch_cmd = find_command(commands, "ros2 launch hfl_ros perception.launch.py")
+    lifecycle = [c for c in commands if c.startswith("ros2 lifecycle ")]
+    assert "managed:=true" in launch_cmd and len(commands) == len(lifecycle) + 1
+    assert [c.split()[2:] for c in lifecycle] == [["get", NODE], ["set", NODE, "configure"],
+                                                   ["set", NODE, "activate"], ["set", NODE, "deactivate"],
+                                                   ["set", NODE, "cleanup"]]
+    after = {"configure": "inactive", "activate": "active", "deactivate": "inactive",
+             "cleanup": "unconfigured"}
+    work = _user_folder(tmp_path / "work", assets, 1)
+    shell = UserShell(work, f"source {ENV_FILE}", {"ROS_DOMAIN_ID": str(ros_domain_id)}, tmp_path / "logs")
+    session = RosSession(ros_domain_id)
+
+    def state() -> str:
+        return session.call(GetState, f"{NODE}/get_state", GetState.Request(), 120.0).current_state.label
+
+    try:
+        shell.check("ros2 daemon start")
+        launch = shell.start(launch_cmd)
+        assert state() == "unconfigured" and session.node.count_publishers(POSES_TOPIC) == 0
+        # The daemon may list the node a moment after it answers ("Node not found"): the user asks again.
+        got = wait_until(lambda: shell.run(lifecycle[0]).stdout.strip(), 60.0, "`ros2 lifecycle get`")
+        assert got == "unconfigured [1]"
+        for command in lifecycle[1:]:
+            assert "Transitioning successful" in shell.check(command, timeout=300), command
+            transition = command.split()[-1]
+            assert state() == after[transition], command
+            publishing = 1 if transition == "activate" else 0
+            session.wait_for(lambda n=publishing: session.node.count_publishers(POSES_TOPIC) == n, 60.0,
+                             f"the node's results topic after {transition}", launch)
+    finally:
+        session.close()
+        shell.close()
+    _assert_stopped_cleanly(shell, launch, ["perception_node"])
+    log = shell.output(launch, tail=200_000)
+    assert "stopped (SIGINT): in state unconfigured" in log and "Traceback" not in log, log
+
+
 def test_replay_launch_end_to_end_matches_offline_labels(tmp_path, assets, ros_domain_id):
     """docs/node.md's `ros2 launch hfl_ros replay.launch.py`: every frame of the bag gives one result on each
     output topic, and the results equal those of the README's `hfl-ros label` for the same bag."""
