@@ -549,6 +549,31 @@ def _informative(net: HFLNet) -> HFLNet:
     return net.eval()
 
 
+def test_cpu_memory_layouts_are_applied_only_on_the_cpu():
+    """Channels-last activations and the contiguous eager stage 4 are CPU measurements; other devices keep the
+    layout they get (a "meta" tensor stands in for a GPU one)."""
+    from hfl_ros.model import backbone
+
+    seen: list[torch.Tensor] = []
+
+    class Record(torch.nn.Module):
+        def forward(self, x):
+            seen.append(x)
+            return x
+
+    cpu = torch.rand(1, 4, 8, 8)
+    assert backbone._cpu_channels_last(cpu).is_contiguous(memory_format=torch.channels_last)
+    meta = torch.empty(1, 4, 8, 8, device="meta")
+    assert backbone._cpu_channels_last(meta) is meta
+    stage = Record().eval()
+    channels_last = cpu.contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode(), fused.disabled():
+        backbone._stage4(stage, channels_last)  # the eager CPU stage 4 runs NCHW
+        backbone._stage4(stage, meta.contiguous(memory_format=torch.channels_last))
+    assert seen[0].is_contiguous() and not seen[0].is_contiguous(memory_format=torch.channels_last)
+    assert seen[1].is_contiguous(memory_format=torch.channels_last)  # passed through untouched
+
+
 @pytest.mark.parametrize("trunk", ["resnet50", "resnet18"])
 def test_cpu_fast_path_matches_the_eager_modules(trunk):
     net = _informative(HFLNet(None, trunk=trunk, input_size=128))
