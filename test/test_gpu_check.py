@@ -29,6 +29,22 @@ gpu_check = _load()
 CHECK_NAMES = [name for name, _ in gpu_check.CHECKS]
 
 
+# The GPU machine has no ROS, rosbags, pyrender, trimesh, transforms3d, tqdm or pytest: importing them fails.
+DEVICE_LIKE_SITECUSTOMIZE = """
+import importlib.abc, importlib.machinery, sys
+BLOCKED = {"rclpy", "rosbags", "pyrender", "trimesh", "transforms3d", "tqdm", "pytest"}
+class _Loader(importlib.abc.Loader):
+    def create_module(self, spec):
+        raise ModuleNotFoundError(f"No module named {spec.name!r} (blocked)", name=spec.name)
+    def exec_module(self, module):
+        raise ModuleNotFoundError(module.__name__)
+class _Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        return importlib.machinery.ModuleSpec(name, _Loader()) if name.split(".")[0] in BLOCKED else None
+sys.meta_path.insert(0, _Block())
+"""
+
+
 def _env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "OUT"}
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
@@ -43,8 +59,15 @@ def _run(args: list[str], env: dict[str, str] | None = None, timeout: float = 30
 
 @pytest.mark.slow
 def test_cpu_mode_runs_every_check_and_passes(tmp_path):
+    """The whole quick run, with the modules the GPU machine lacks made unimportable (workers included)."""
+    blocker = tmp_path / "site"
+    blocker.mkdir()
+    (blocker / "sitecustomize.py").write_text(DEVICE_LIKE_SITECUSTOMIZE)
     out_dir = tmp_path / "out"
     env = {**_env(), "OUT": str(out_dir)}
+    env["PYTHONPATH"] = os.pathsep.join([str(blocker), env["PYTHONPATH"]])
+    probe = subprocess.run([sys.executable, "-c", "import transforms3d"], env=env, capture_output=True)
+    assert probe.returncode != 0 and b"blocked" in probe.stderr
     proc = _run(["--device-under-test", "cpu", "--quick", "--threads", "2", "--budget-s", "200",
                  "--out", str(tmp_path / "summary.json")], env=env)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
