@@ -32,7 +32,7 @@ from tf2_msgs.msg import TFMessage
 from vision_msgs.msg import Detection2DArray, Detection3DArray
 from visualization_msgs.msg import MarkerArray
 
-from hfl_ros.errors import AssetError, CheckpointError, HandModelError, ObjectModelError
+from hfl_ros.errors import AssetError, CheckpointError, HandModelError, HflRosError, ObjectModelError
 from hfl_ros.msg import HandObjectPoseArray
 from hfl_ros.results import Detection, Side, Status
 from hfl_ros.ros.builders import (
@@ -188,6 +188,8 @@ class _Perception:
         except AssetError as exc:
             name = next((p for cls, p in _ASSET_PARAMETER.items() if isinstance(exc, cls)), "checkpoint_path")
             raise ParameterError(name, f"cannot load it: {one_line(exc)}") from None
+        except HflRosError as exc:  # e.g. a network the Estimator refuses
+            raise ParameterError("checkpoint_path", f"cannot use it: {one_line(exc)}") from None
         except RuntimeError as exc:  # e.g. CUDA out of memory while moving the network to the GPU
             if device == "cpu":
                 raise

@@ -31,7 +31,6 @@ from hfl_ros.stop_signals import Interrupted, StopSignals, install
 
 NODE_NAME = "hfl_perception"
 EXIT_STARTUP_FAILURE = 2
-EXIT_BAD_PARAMETER = EXIT_STARTUP_FAILURE
 
 
 class MainThreadCalls:
