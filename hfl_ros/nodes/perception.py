@@ -142,6 +142,7 @@ class _Perception:
         self._warn_unknown_parameters()
         self.config: PerceptionConfig | None = None
         self.estimator: Any = None
+        self._loaded_once = False
         self.types = RclpyMessageTypes()
         self.log = ThrottledLogger(self.get_logger())
         self.stats = PerceptionStats()
@@ -195,7 +196,7 @@ class _Perception:
                 raise
             raise ParameterError("device", f"cannot use {device}: {one_line(exc)}") from None
         self._warm_up(estimator, device)
-        self.config, self.estimator = cfg, estimator
+        self.config, self.estimator, self._loaded_once = cfg, estimator, True
         self.label_map = LabelMap(cfg.right_hand_labels, cfg.left_hand_labels, cfg.default_hand_side,
                                   cfg.hand_labels)
 
@@ -250,7 +251,7 @@ class _Perception:
 
     def stopped_text(self, dropped: int) -> str:
         """What the node had done when it stopped (for the log line saying so)."""
-        if self.estimator is None and self.stats.frames_processed == 0:
+        if not self._loaded_once:
             return "before the model was loaded"
         text = f"{self.stats.frames_processed} frame(s) processed"
         return text + (f", {dropped} queued frame(s) dropped" if dropped else "")
