@@ -68,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     cv2.setNumThreads(1)  # the loader's workers are the parallelism
+    from hfl_ros.errors import InputError
     from hfl_ros.train.config import load_config
     from hfl_ros.train.trainer import Trainer
 
@@ -104,9 +105,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{rate:.2f} steps/s: {epochs} epochs of {trainer.steps_per_epoch} steps, "
           f"LR x{config.optim.lr_gamma} from epoch {lr_step + 1}", flush=True)
 
-    result = trainer.train()
+    history: list = []
+    try:
+        history = trainer.train().history
+    except InputError as exc:  # a run of non-finite steps: the weights are those of the last good step
+        summary["stopped_by_error"] = str(exc)
+        print(f"training stopped: {exc}", flush=True)
     watchdog.cancel()
-    history = result.history
     summary.update(
         steps=trainer.state.global_step, epochs_done=trainer.state.epoch,
         stopped_by_watchdog=trainer.state.epoch < epochs, train_seconds=time.monotonic() - start,
@@ -114,8 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         loss_last_100=sum(h["loss"] for h in history[-100:]) / max(1, len(history[-100:])),
     )
     write_summary()
-    if result.checkpoint is not None:
-        summary["weights_parts"] = write_weights_in_parts(trainer, out / "weights_fp32.pt", args.part_mib)
+    summary["weights_parts"] = write_weights_in_parts(trainer, out / "weights_fp32.pt", args.part_mib)
     log = Path(config.run.out_dir) / "log.csv"
     if log.is_file():
         shutil.copy(log, out / "log.csv")

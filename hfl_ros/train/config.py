@@ -78,6 +78,7 @@ class RunConfig:
     max_steps: int | None = None  # stop after this many optimizer steps (smoke runs)
     progress: bool = True  # tqdm progress bars (rank 0 only)
     deterministic: bool = False  # torch.use_deterministic_algorithms (slower on CUDA)
+    tf32: bool = True  # CUDA matmuls and convolutions in TF32 (Ampere and newer; about 1e-3 relative)
 
 
 @dataclass

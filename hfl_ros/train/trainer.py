@@ -41,6 +41,7 @@ from .losses import HFLNetLoss
 
 LAST_CHECKPOINT = "checkpoint_last.pt"
 MAX_SKIPPED_IN_A_ROW = 10  # steps with non-finite gradients tolerated in a row before the run stops
+AMP_SKIP_FACTOR = 4  # with AMP, that many times more (the scaler's own overflow skips come in runs)
 
 
 # -- distributed
@@ -82,8 +83,8 @@ def training_device(name: str, ctx: DistributedContext) -> torch.device:
     return device
 
 
-def configure_backends(device: torch.device, deterministic: bool) -> None:
-    """cuDNN autotuning and TF32 for CUDA training, or the settings that make a CUDA run repeatable.
+def configure_backends(device: torch.device, deterministic: bool, tf32: bool = True) -> None:
+    """cuDNN autotuning and TF32 (``tf32``) for CUDA training, or the settings of a repeatable CUDA run.
 
     Deterministic CUDA needs cuBLAS's fixed workspace (set before the first cuBLAS call). The bilinear
     upsampling of the FPN has no deterministic CUDA backward; it is allowed with a warning (warn_only) rather
@@ -97,8 +98,9 @@ def configure_backends(device: torch.device, deterministic: bool) -> None:
         torch.use_deterministic_algorithms(True, warn_only=device.type == "cuda")
     elif device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input sizes: the autotuned kernels pay off after a step
-        torch.backends.cuda.matmul.allow_tf32 = True  # training tolerates TF32; inference figures set it off
-        torch.backends.cudnn.allow_tf32 = True
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = tf32 and not deterministic
+        torch.backends.cudnn.allow_tf32 = tf32 and not deterministic
 
 
 # -- RNG state
@@ -265,7 +267,7 @@ class Trainer:
         self.dist = DistributedContext.from_env()
         self.device = training_device(run.device, self.dist)
         self.dist.init(self.device)
-        configure_backends(self.device, run.deterministic)
+        configure_backends(self.device, run.deterministic, run.tf32)
         self.amp = bool(run.amp and self.device.type == "cuda")
         self.out_dir = Path(run.out_dir)
         if self.dist.is_main:
@@ -303,6 +305,7 @@ class Trainer:
             )
         self._data_loader: DataLoader | None = None
         self._stop = threading.Event()
+        self.last_skip = ""
         self.state = TrainState()
         if resume is not None:
             self.load(resume)
@@ -391,6 +394,7 @@ class Trainer:
         values = torch.stack([loss.detach().float(), finite, *terms.values()]).tolist()
         loss_value, applied = values[0], values[1] == 1.0
         if not applied:
+            self.last_skip = self._describe_skip(values[0], dict(zip(terms, values[2:], strict=True)))
             with torch.no_grad():
                 for buffer, value in zip(buffers, saved):
                     buffer.copy_(value)
@@ -400,6 +404,17 @@ class Trainer:
         elif applied:
             self.optimizer.step()
         return loss_value, dict(zip(terms, values[2:], strict=True)), applied
+
+    def _describe_skip(self, loss: float, terms: dict[str, float]) -> str:
+        """Why a step was skipped: its non-finite loss terms, else the first parameters with bad gradients."""
+        bad_terms = [k for k, v in terms.items() if not math.isfinite(v)]
+        if bad_terms or not math.isfinite(loss):
+            return f"non-finite loss terms: {', '.join(bad_terms) or 'total'}"
+        bad = [name for name, p in self.net.named_parameters()
+               if p.grad is not None and not bool(torch.isfinite(p.grad).all())]
+        if self.amp and not bad:
+            return "AMP loss-scale overflow"
+        return f"finite loss {loss:.5g}, non-finite gradients in {len(bad)} tensors: {', '.join(bad[:4])}"
 
     def _end_epoch(self) -> None:
         scheduler_epoch_end(self.scheduler, self.state.epoch, self.config.optim.scheduler_stop_epoch)
@@ -460,10 +475,11 @@ class Trainer:
                              "lr": lr, **terms}
                     history.append(entry)
                     skipped_in_a_row = 0 if applied else skipped_in_a_row + 1
-                    if skipped_in_a_row >= MAX_SKIPPED_IN_A_ROW:
+                    # AMP's scaler skips steps by design while it lowers the loss scale from 2^16
+                    if skipped_in_a_row >= MAX_SKIPPED_IN_A_ROW * (AMP_SKIP_FACTOR if self.amp else 1):
                         raise InputError(
                             f"the gradients were not finite for {skipped_in_a_row} steps in a row (last at "
-                            f"step {self.state.global_step}, loss {loss}); stopping"
+                            f"step {self.state.global_step}, loss {loss}: {self.last_skip}); stopping"
                         )
                     if applied:
                         for key in ("loss", *terms):
