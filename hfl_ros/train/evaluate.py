@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -167,30 +168,28 @@ def evaluate(
         from tqdm import tqdm
 
         bar = tqdm(total=count, desc="evaluate", dynamic_ncols=True)
-    for start in range(0, count, batch_frames):
-        chunk = [samples[i] for i in range(start, min(start + batch_frames, count))]
-        frames = []
-        kept = []
-        for s in chunk:
-            if detections is not None:
-                dets = detections.get(s.meta.get("frame_key", ""), [])
-            else:
-                dets = gt_detections(s)
-                if not any(d.is_hand for d in dets):  # no hand annotation (DexYCB frames without a hand)
-                    result.frames.append({"frame": s.meta.get("frame_key", ""), "status": "SKIPPED_NO_HAND"})
-                    if dataset == "ho3d":  # keep the submission aligned with the split's frame order
-                        _add_submission_entry(result, s, [])
-                    continue
-            kept.append(s)
-            frames.append((s.load_image(), s.K, dets))
-        outputs = estimator.estimate_batch(frames) if frames else []
-        for sample, output in zip(kept, outputs):
-            record = _score_frame(sample, output, hand, objects, gt_mesh, estimator)
-            result.frames.append(record)
-            if dataset == "ho3d":
-                _add_submission_entry(result, sample, output)
-        if bar is not None:
-            bar.update(len(chunk))
+    def load(start: int) -> _Chunk:
+        return _load_chunk(samples, range(start, min(start + batch_frames, count)), detections)
+
+    starts = range(0, count, batch_frames)
+    # Reading and decoding the next chunk's images overlaps the network and PnP of this one.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(load, starts[0]) if starts else None
+        for i in range(len(starts)):
+            chunk = pending.result()
+            pending = pool.submit(load, starts[i + 1]) if i + 1 < len(starts) else None
+            for s in chunk.without_hand:
+                result.frames.append({"frame": s.meta.get("frame_key", ""), "status": "SKIPPED_NO_HAND"})
+                if dataset == "ho3d":  # keep the submission aligned with the split's frame order
+                    _add_submission_entry(result, s, [])
+            outputs = estimator.estimate_batch(chunk.frames) if chunk.frames else []
+            for sample, output in zip(chunk.kept, outputs):
+                record = _score_frame(sample, output, hand, objects, gt_mesh, estimator)
+                result.frames.append(record)
+                if dataset == "ho3d":
+                    _add_submission_entry(result, sample, output)
+            if bar is not None:
+                bar.update(chunk.size)
     if bar is not None:
         bar.close()
     hand_summary = hand.summary() if hand.frames else None
@@ -203,6 +202,32 @@ def evaluate(
         "symmetric_ids": sorted(int(c) for c in symmetric_ids),
     }
     return result
+
+
+@dataclass
+class _Chunk:
+    """Frames read for one estimate_batch call: those with a hand to estimate, and those without."""
+
+    size: int
+    kept: list[HandObjectSample] = field(default_factory=list)
+    frames: list[tuple] = field(default_factory=list)
+    without_hand: list[HandObjectSample] = field(default_factory=list)
+
+
+def _load_chunk(samples, indices: range, detections: dict[str, list[Detection]] | None) -> _Chunk:
+    chunk = _Chunk(size=len(indices))
+    for i in indices:
+        s = samples[i]
+        if detections is not None:
+            dets = detections.get(s.meta.get("frame_key", ""), [])
+        else:
+            dets = gt_detections(s)
+            if not any(d.is_hand for d in dets):  # no hand annotation (DexYCB frames without a hand)
+                chunk.without_hand.append(s)
+                continue
+        chunk.kept.append(s)
+        chunk.frames.append((s.load_image(), s.K, dets))
+    return chunk
 
 
 def _score_frame(sample, output, hand: HandMetrics, objects: ObjectMetrics, gt_mesh, estimator) -> dict:

@@ -103,6 +103,20 @@ def configure_backends(device: torch.device, deterministic: bool, tf32: bool = T
         torch.backends.cudnn.allow_tf32 = tf32 and not deterministic
 
 
+def finite_on_all_ranks(norm: torch.Tensor, distributed: bool) -> torch.Tensor:
+    """1.0 when the gradient norm is finite on every rank, else 0.0 (a float tensor on the norm's device).
+
+    Under DDP the ranks must agree to skip a step together: a rank that stepped while another skipped would
+    leave their weights apart (and a rank that raised would leave the others waiting in the next all-reduce).
+    """
+    finite = torch.isfinite(norm).float()
+    if distributed:
+        import torch.distributed as dist
+
+        dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+    return finite
+
+
 # -- RNG state
 def seed_everything(seed: int) -> None:
     random.seed(seed)
@@ -386,11 +400,7 @@ class Trainer:
         self.scaler.unscale_(self.optimizer)
         clip = self.config.optim.clip_grad_norm
         norm = nn.utils.clip_grad_norm_(self.model.parameters(), math.inf if clip is None else clip)
-        finite = torch.isfinite(norm).float()
-        if self.dist.enabled:
-            import torch.distributed as dist
-
-            dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+        finite = finite_on_all_ranks(norm, self.dist.enabled)
         values = torch.stack([loss.detach().float(), finite, *terms.values()]).tolist()
         loss_value, applied = values[0], values[1] == 1.0
         if not applied:
