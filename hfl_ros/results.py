@@ -76,6 +76,7 @@ class HandEstimate:
     reprojection_error_px: float = float("nan")
     mano_pose: np.ndarray = field(default_factory=lambda: np.zeros(48))  # axis-angle, as predicted
     mano_shape: np.ndarray = field(default_factory=lambda: np.zeros(10))
+    track_id: int = 0  # set by hfl_ros.tracking; 0 = not tracked
 
 
 @dataclass
@@ -93,6 +94,7 @@ class ObjectEstimate:
     vote_count: int = 0
     reprojection_error_px: float = float("nan")
     estimate_score: float = 0.0  # inlier fraction
+    track_id: int = 0  # set by hfl_ros.tracking; 0 = not tracked
 
 
 @dataclass

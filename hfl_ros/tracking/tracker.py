@@ -1,0 +1,179 @@
+"""Tracks over consecutive frames: ids for hands and objects, and the online filter of each track."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle
+from ..results import HandEstimate, HandObjectResult, ObjectEstimate
+from .association import associate
+from .filters import FilterConfig, PoseFilter
+
+
+@dataclass
+class TrackerConfig:
+    """Association and track-lifetime parameters, plus the online filter's."""
+
+    #: A track unmatched for longer than this (s) is dropped; what it tracked gets a new id when seen again.
+    max_gap_s: float = 0.5
+    #: Least IoU between a track's predicted box and a detection box for them to be associated.
+    min_iou: float = 0.1
+    filter: FilterConfig = field(default_factory=FilterConfig)
+
+    def validate(self) -> TrackerConfig:
+        if not self.max_gap_s > 0:
+            raise ValueError(f"max_gap_s must be positive, got {self.max_gap_s}")
+        if not 0 <= self.min_iou <= 1:
+            raise ValueError(f"min_iou must be in [0, 1], got {self.min_iou}")
+        self.filter.validate()
+        return self
+
+
+@dataclass
+class Track:
+    """One tracked hand (key ("hand", side)) or object (key ("object", class_id))."""
+
+    track_id: int
+    key: Hashable
+    box: np.ndarray
+    last_seen: float
+    filter: PoseFilter
+    box_velocity: np.ndarray = field(default_factory=lambda: np.zeros(4))  # px/s
+
+    def predicted_box(self, t: float) -> np.ndarray:
+        return self.box + self.box_velocity * (t - self.last_seen)
+
+    def see(self, box: np.ndarray, t: float) -> None:
+        dt = t - self.last_seen
+        if 0 < dt <= 0.2:  # a box velocity only from close frames; a stale one would mislead the prediction
+            self.box_velocity = 0.5 * self.box_velocity + 0.5 * (box - self.box) / dt
+        elif dt > 0.2:
+            self.box_velocity = np.zeros(4)
+        self.box, self.last_seen = np.asarray(box, dtype=np.float64).copy(), t
+
+
+def _hand_pose(hand: HandEstimate) -> tuple[np.ndarray, np.ndarray]:
+    points = np.concatenate(
+        [hand.wrist_translation.reshape(1, 3), hand.joints3d, hand.verts3d.reshape(-1, 3)]
+    )
+    rotations = np.concatenate(
+        [
+            hand.wrist_rotation.reshape(1, 3, 3),
+            axis_angle_to_matrix(np.asarray(hand.mano_pose).reshape(16, 3)),
+        ]
+    )
+    return points, rotations
+
+
+def _set_hand_pose(hand: HandEstimate, points: np.ndarray, rotations: np.ndarray) -> None:
+    hand.wrist_translation = points[0].copy()
+    hand.joints3d = points[1:22].copy()
+    hand.verts3d = points[22:].copy()
+    hand.wrist_rotation = rotations[0].copy()
+    hand.mano_pose = matrix_to_axis_angle(rotations[1:]).reshape(48)
+
+
+class Tracker:
+    """Associates each frame's results with tracks, gives track ids and filters every tracked pose.
+
+    ``update`` returns copies of the results with ``track_id`` set on hands and objects (ids start at 1, are
+    never reused until ``reset``) and, unless the filter mode is ``none``, the filtered poses.
+    """
+
+    def __init__(self, config: TrackerConfig | None = None) -> None:
+        self.config = (config or TrackerConfig()).validate()
+        self.tracks: list[Track] = []
+        self._next_id = 1
+        self.gate_rejections = 0
+        self.tracks_started = 0
+        self.tracks_dropped = 0
+
+    def reset(self) -> int:
+        """Drop every track (ids restart at 1); returns how many were dropped."""
+        dropped = len(self.tracks)
+        self.tracks = []
+        self._next_id = 1
+        return dropped
+
+    def set_filter_config(self, config: FilterConfig) -> None:
+        """New filter parameters; running tracks keep their state and use them from the next frame."""
+        config.validate()
+        self.config.filter = config
+        for track in self.tracks:
+            track.filter.config = config
+
+    def _drop_stale(self, t: float) -> None:
+        keep = [tr for tr in self.tracks if t - tr.last_seen <= self.config.max_gap_s]
+        self.tracks_dropped += len(self.tracks) - len(keep)
+        self.tracks = keep
+
+    def _assign(
+        self, t: float, keys: Sequence[Hashable], boxes: list[np.ndarray], shared: list[bool]
+    ) -> list[Track]:
+        tracks = [tr for tr in self.tracks if tr.last_seen < t]  # one detection per track and frame
+        pairs = associate(
+            np.array([tr.predicted_box(t) for tr in tracks]).reshape(-1, 4),
+            [tr.key for tr in tracks],
+            np.array(boxes).reshape(-1, 4),
+            keys,
+            self.config.min_iou,
+        )
+        out: list[Track | None] = [None] * len(keys)
+        for ti, di in pairs:
+            out[di] = tracks[ti]
+            tracks[ti].see(boxes[di], t)
+        for di, track in enumerate(out):
+            if track is None:
+                track = Track(
+                    self._next_id,
+                    keys[di],
+                    np.asarray(boxes[di], np.float64).copy(),
+                    t,
+                    PoseFilter(self.config.filter, shared_gain=shared[di]),
+                )
+                self._next_id += 1
+                self.tracks_started += 1
+                self.tracks.append(track)
+                out[di] = track
+        return out  # type: ignore[return-value]
+
+    def update(self, results: Sequence[HandObjectResult], t: float) -> list[HandObjectResult]:
+        """Track and filter one frame's results, stamped t seconds; returns filtered copies."""
+        self._drop_stale(t)
+        out = [copy.deepcopy(r) for r in results]
+        parts: list[HandEstimate | ObjectEstimate] = []
+        keys: list[Hashable] = []
+        for r in out:
+            parts.append(r.hand)
+            keys.append(("hand", str(r.hand.side)))
+            if r.object is not None:
+                parts.append(r.object)
+                keys.append(("object", r.object.class_id))
+        tracks = self._assign(t, keys, [p.box for p in parts], [isinstance(p, HandEstimate) for p in parts])
+        for part, track in zip(parts, tracks, strict=True):
+            part.track_id = track.track_id
+            self._filter(part, track, t)
+        return out
+
+    def _filter(self, part: HandEstimate | ObjectEstimate, track: Track, t: float) -> None:
+        if self.config.filter.mode == "none":
+            return
+        if isinstance(part, HandEstimate):
+            if not part.translation_valid:  # wrist-relative joints would mix with absolute ones
+                return
+            points, rotations = _hand_pose(part)
+            points, rotations, accepted = track.filter.update(t, points, rotations)
+            _set_hand_pose(part, points, rotations)
+        else:
+            if not part.valid:
+                return
+            points, rotations, accepted = track.filter.update(
+                t, part.translation.reshape(1, 3), part.rotation.reshape(1, 3, 3)
+            )
+            part.translation, part.rotation = points[0].copy(), rotations[0].copy()
+        if not accepted:
+            self.gate_rejections += 1
