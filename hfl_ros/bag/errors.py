@@ -23,6 +23,12 @@ class MissingTopicError(BagError, InputError):
     reason = "missing_topic"
 
 
+class MessageTypeError(BagError, InputError):
+    """Messages on an input topic do not deserialise as the type the bag declares for it."""
+
+    reason = "wrong_message_type"
+
+
 class UnsupportedEncodingError(BagError, InputError):
     """Images in the bag use an encoding the labeler cannot decode."""
 

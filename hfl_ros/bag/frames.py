@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from ..ros.sync import CameraInfoJoiner, StampSynchronizer, seconds_to_ns
-from .errors import CorruptBagError
+from .errors import CorruptBagError, MessageTypeError
 from .reader import BagReader, RawMessage
 
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
@@ -35,6 +35,24 @@ def cdr_header(data: bytes | memoryview) -> tuple[int, int, str]:
 def header_stamp_ns(data: bytes | memoryview) -> int:
     sec, nanosec, _ = cdr_header(data)
     return sec * 1_000_000_000 + nanosec
+
+
+def checked_header(raw: RawMessage, checked: set[str]) -> tuple[int, int, str]:
+    """:func:`cdr_header` of ``raw``; the first message of each topic (remembered in ``checked``) is also
+    deserialised whole. MessageTypeError when the data is not of the declared type (a recorder given the
+    wrong type would otherwise yield garbage stamps)."""
+    try:
+        if raw.topic not in checked:
+            from .typestore import typestore
+
+            typestore().deserialize_cdr(bytes(raw.data), raw.msgtype)
+            checked.add(raw.topic)
+        sec, nanosec, frame_id = cdr_header(raw.data)
+    except Exception as exc:  # rosbags and struct raise many kinds for foreign bytes
+        raise MessageTypeError(
+            f"a message on {raw.topic} (log time {raw.log_time_ns} ns) is not a valid {raw.msgtype}: "
+            f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}") from None
+    return sec, nanosec, frame_id
 
 
 @dataclass(frozen=True)
@@ -91,13 +109,15 @@ class BagFrameSource:
         self.stats = SourceStats()
         self._detections: list[tuple[int, RawMessage]] = []
         self._infos: list[tuple[int, RawMessage]] = []
+        self._checked: set[str] = set()  # topics whose first message was deserialised
 
     def _preload(self) -> None:
         """Pass 1: detections and camera infos, sorted by stamp. Damage stops the pass (pass 2 reports it)."""
         last_detection: int | None = None
         try:
             for raw in self.reader.messages([self.topics.detections, self.topics.camera_info]):
-                stamp = header_stamp_ns(raw.data)
+                sec, nanosec, _ = checked_header(raw, self._checked)
+                stamp = sec * 1_000_000_000 + nanosec
                 if raw.topic == self.topics.detections:
                     if last_detection is not None and stamp < last_detection:
                         self.stats.detections_out_of_order += 1
@@ -129,7 +149,7 @@ class BagFrameSource:
                 if raw.topic != topics.image:
                     continue
                 self.stats.images += 1
-                sec, nanosec, frame_id = cdr_header(raw.data)
+                sec, nanosec, frame_id = checked_header(raw, self._checked)
                 stamp = sec * 1_000_000_000 + nanosec
                 if last_image is not None and stamp <= last_image:
                     self.stats.images_out_of_order += 1

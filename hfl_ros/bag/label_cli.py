@@ -102,8 +102,8 @@ def _parameter_sections(data: Any, prefix: str = "") -> list[tuple[str, dict[str
     return found
 
 
-def options_from_params(params: dict[str, Any]) -> dict[str, Any]:
-    """Map node parameters to LabelOptions keyword arguments."""
+def options_from_params(params: dict[str, Any], source: str | Path = "params file") -> dict[str, Any]:
+    """Map node parameters to LabelOptions keyword arguments; ``source`` (the file) is named in errors."""
     out: dict[str, Any] = {}
     for name, value in params.items():
         if name in NODE_PARAMETERS and value is not None:
@@ -111,7 +111,7 @@ def options_from_params(params: dict[str, Any]) -> dict[str, Any]:
             try:
                 out[field_name] = convert(value)
             except (TypeError, ValueError):
-                raise ParamsFileError(f"parameter {name}: cannot use value {value!r}") from None
+                raise ParamsFileError(f"{source}: parameter {name}: cannot use value {value!r}") from None
     return out
 
 
@@ -155,7 +155,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def options_from_args(args: argparse.Namespace) -> LabelOptions:
     values: dict[str, Any] = {}
     if args.params_file is not None:
-        values.update(options_from_params(read_params_file(args.params_file)))
+        values.update(options_from_params(read_params_file(args.params_file), args.params_file))
     for name in ("checkpoint_path", "mano_dir", "object_models_dir", "device", "fp16", "default_hand_side",
                  "hand_score_threshold", "object_score_threshold", "sync_slop"):
         value = getattr(args, name)

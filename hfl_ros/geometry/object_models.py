@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,11 +78,16 @@ def _checked_points(points, source: Path) -> np.ndarray:
 def read_xyz(path: Path) -> np.ndarray:
     """Points from a whitespace-separated text file, one a line; extra columns (e.g. normals) are ignored."""
     try:
-        data = np.loadtxt(path, dtype=np.float64, ndmin=2)
+        with warnings.catch_warnings():  # an empty file: numpy warns, the error below says it
+            warnings.simplefilter("ignore", UserWarning)
+            data = np.loadtxt(path, dtype=np.float64, ndmin=2)
     except OSError as exc:
         raise ObjectModelError(f"cannot read object points {path}: {exc}") from None
     except ValueError as exc:
         raise ObjectModelError(f"object points {path} are not whitespace-separated numbers: {exc}") from None
+    if data.size == 0:
+        raise ObjectModelError(f"object model {path}: only 0 points (the file holds no numbers), "
+                               "need at least 4")
     if data.shape[1] < 3:
         raise ObjectModelError(f"object points {path}: need 3 columns (x y z), got {data.shape[1]}")
     return data[:, :3]

@@ -11,6 +11,7 @@ with ``torch.load(weights_only=True)``.
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -35,10 +36,27 @@ def read_checkpoint_file(path: str | Path, map_location: str | torch.device = "c
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"cannot read checkpoint {path}: the file is empty")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # truncated file, not a torch file, or forbidden pickled objects
-        raise CheckpointError(f"cannot read checkpoint {path}: {type(exc).__name__}: {exc}") from exc
+        raise CheckpointError(f"cannot read checkpoint {path}: {_load_failure(exc)}") from exc
+
+
+def _load_failure(exc: Exception) -> str:
+    """One line saying why ``torch.load(weights_only=True)`` failed.
+
+    torch's own message for a refused global spans many lines and suggests ``weights_only=False``, which
+    would run the file's code: it is replaced by the name of the refused global.
+    """
+    text = str(exc)
+    refused = re.search(r"GLOBAL ([\w.]+)", text)
+    if "Weights only load failed" in text and refused:
+        return (f"it asks to import {refused.group(1)}, which a checkpoint must not hold (refused: "
+                "checkpoints are read with weights_only=True, so nothing in the file was run)")
+    detail = f"{type(exc).__name__}: {' '.join(text.split())}".rstrip(": ")
+    return f"not a PyTorch checkpoint, or a truncated one ({detail})"
 
 
 def is_our_format(obj: Any) -> bool:
