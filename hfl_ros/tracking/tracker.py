@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -144,7 +143,11 @@ class Tracker:
     def update(self, results: Sequence[HandObjectResult], t: float) -> list[HandObjectResult]:
         """Track and filter one frame's results, stamped t seconds; returns filtered copies."""
         self._drop_stale(t)
-        out = [copy.deepcopy(r) for r in results]
+        # Shallow copies: filtering assigns new arrays, it never writes into the caller's.
+        out = [
+            replace(r, hand=replace(r.hand), object=None if r.object is None else replace(r.object))
+            for r in results
+        ]
         parts: list[HandEstimate | ObjectEstimate] = []
         keys: list[Hashable] = []
         for r in out:
