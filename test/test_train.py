@@ -214,3 +214,38 @@ def test_cli_under_torchrun_environment_with_one_rank(data, tmp_path, monkeypatc
     ckpt = read_checkpoint_file(out / "checkpoint_last.pt")
     assert ckpt["train_state"]["global_step"] == 1 and ckpt["config"]["run"]["out_dir"] == str(out)
     assert not any(k.startswith("module.") for k in ckpt["state_dict"])  # the unwrapped network is saved
+
+
+def test_timeboxed_training_fits_its_budget_and_returns_weights_in_parts(data, tmp_path):
+    """scripts/train_timeboxed.py: epochs sized from the measured step rate, stopped by the budget at the
+    latest, weights written in parts that rejoin into a checkpoint load_network reads."""
+    import json
+    import subprocess
+    import sys
+    import time
+
+    config = smoke_config(data, tmp_path / "run", checkpoint_every_epochs=1000)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    out = tmp_path / "out"
+    started = time.monotonic()
+    subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "train_timeboxed.py"),
+         "--config", str(tmp_path / "config.yaml"), "--budget-s", "30", "--reserve-s", "12",
+         "--probe-steps", "4", "--part-mib", "16", "--out", str(out)],
+        check=True, cwd=REPO, timeout=120,
+    )
+    elapsed = time.monotonic() - started
+    summary = json.loads((out / "timeboxed.json").read_text())
+    assert summary["epochs"] >= 1 and summary["lr_step"] == max(1, round(summary["epochs"] * 0.8))
+    assert summary["steps"] >= 1 and summary["total_seconds"] < 30 and elapsed < 90
+    if not summary["stopped_by_watchdog"]:  # a fast machine finishes the epochs it sized
+        assert summary["epochs_done"] == summary["epochs"]
+    parts = sorted(out.glob("weights_fp32.pt.part*"))
+    assert [p.name for p in parts] == summary["weights_parts"] and len(parts) >= 2
+    assert all(p.stat().st_size <= 16 * 2**20 for p in parts)
+    joined = tmp_path / "weights.pt"
+    joined.write_bytes(b"".join(p.read_bytes() for p in parts))
+    net, meta = load_network(joined)
+    assert net.config["trunk"] == "resnet18"
+    assert meta["train_state"]["global_step"] == summary["steps"]
+    assert (out / "log.csv").is_file() == (summary["steps"] >= config["run"]["log_every"])
