@@ -9,7 +9,8 @@ thread where the moment happens; a signal interrupts a sleep of the main thread 
 
 - ``arguments``: the node's command-line parsing, or the option parsing of ``hfl-ros label``;
 - ``loading``: the Estimator's construction (model and assets);
-- ``forward``: each network forward (the node's first one is its warm-up, on the main thread).
+- ``forward``: each network forward (the node's first one is its warm-up, on the main thread);
+- ``finalise``: ``hfl-ros label`` closing its outputs (``LabelSink.close``).
 
 Nothing else changes: the real entry point (``main``) handles the signals and the stop.
 """
@@ -48,7 +49,7 @@ def _paused(moment: str, fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _rig() -> None:
-    from hfl_ros.bag import label_cli
+    from hfl_ros.bag import label_cli, label_output
     from hfl_ros.estimator import Estimator
     from hfl_ros.nodes import perception_node
 
@@ -56,6 +57,7 @@ def _rig() -> None:
     Estimator._forward = _paused("forward", Estimator._forward)
     perception_node.parse_arguments = _paused("arguments", perception_node.parse_arguments)
     label_cli.options_from_args = _paused("arguments", label_cli.options_from_args)
+    label_output.LabelSink.close = _paused("finalise", label_output.LabelSink.close)
 
 
 if __name__ == "__main__":

@@ -99,6 +99,7 @@ class ResumeState:
         jsonl = out_dir / JSONL
         kept, bad_lines = records.read_jsonl(jsonl)
         bag = out_dir / BAG_DIR
+        _finish_interrupted_swap(out_dir)
         in_bag: set[int] = set()
         previous: Path | None = None
         if bag.exists():
@@ -117,13 +118,27 @@ class ResumeState:
             if stamp in in_bag and stamp not in unique:
                 unique[stamp] = record
         dropped = len(kept) + bad_lines - len(unique)
-        if dropped:
+        # A kill can cut the last line just before its newline: appending would then join two records.
+        unterminated = jsonl.exists() and not jsonl.read_bytes().endswith(b"\n") and jsonl.stat().st_size > 0
+        if dropped or unterminated:
             tmp = jsonl.with_name(jsonl.name + ".tmp")
             with tmp.open("w", encoding="utf-8") as stream:
                 for record in unique.values():
                     stream.write(records.dumps(record) + "\n")
             tmp.replace(jsonl)
         return cls(set(unique), len(unique), dropped, previous)
+
+
+def _finish_interrupted_swap(out_dir: Path) -> None:
+    """Complete :meth:`LabelSink._swap_in_resumed_bag` when a kill came between its two renames.
+
+    ``.resume/previous`` exists only once the new bag under ``.resume/bag`` was finalised, so that bag is
+    complete and becomes ``DIR/bag``.
+    """
+    new, previous = out_dir / RESUME_DIR / BAG_DIR, out_dir / RESUME_DIR / "previous"
+    if not (out_dir / BAG_DIR).exists() and previous.exists() and new.exists():
+        new.rename(out_dir / BAG_DIR)
+        shutil.rmtree(out_dir / RESUME_DIR, ignore_errors=True)
 
 
 class _PreviousMessages:
