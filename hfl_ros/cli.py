@@ -21,8 +21,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 
 
 #: Sub-commands that stop cleanly on SIGINT and SIGTERM from their first line (hfl_ros.stop_signals), with
-#: whether such a stop is their normal end (exit code 0; else 128 + the signal number).
-STOPPABLE: dict[str, bool] = {"label": False, "play": True}
+#: exit code 0: a stopped label run says so in its summary (error_reason: interrupted) and on stderr.
+STOPPABLE = frozenset({"label", "play"})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
             return _main(argv)
         except Interrupted as exc:  # while parsing the arguments or importing the sub-command
             print(f"hfl-ros {command}: stopped ({exc.name}) before it started", file=sys.stderr)
-            return 0 if STOPPABLE[command] else exc.exit_code
+            return 0
 
 
 def entry() -> NoReturn:

@@ -3,8 +3,9 @@
 Estimator flags mirror the perception node's parameters; ``--params-file`` reads them from the node's YAML
 (``/**:`` or ``<node>:`` then ``ros__parameters:``), and flags given on the command line override the file.
 
-Ctrl-C or SIGTERM stops a run cleanly (outputs closed and readable, summary saved); the command then exits
-with 130 or 143, and running it again with ``--resume`` finishes the job.
+Ctrl-C or SIGTERM stops a run cleanly (outputs closed and readable, summary saved with ``error_reason:
+interrupted``); the command then exits with 0, like every process of the project that is stopped, and running
+it again with ``--resume`` finishes the job.
 """
 
 from __future__ import annotations
@@ -190,13 +191,13 @@ def run(args: argparse.Namespace) -> int:
         if not labeler.summary_saved:
             print(f"hfl-ros label: stopped ({exc.name}) before labeling started; nothing was written",
                   file=sys.stderr)
-            return exc.exit_code
+            return 0
         s = labeler.summary
         print(s.text())
         print(f"hfl-ros label: stopped ({exc.name}) after labeling {s.labeled_frames} frame(s) "
               f"({s.total_labeled_frames} in {options.out}); outputs closed: run the same command with "
               "--resume to finish", file=sys.stderr)
-        return exc.exit_code
+        return 0
     except HflRosError:
         if labeler.summary_saved:
             print(labeler.summary.text())
