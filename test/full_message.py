@@ -37,6 +37,7 @@ def make_full_message():
             mano_shape=np.arange(10, dtype=np.float32) * 0.1 - k,
             vertices=[Point(x=0.0001 * v, y=-0.0001 * v, z=0.55 + k) for v in range(778 if k == 0 else 3)],
             box=box(150.0 + k, 220.0, 80.5, 90.25, 0.0),
+            track_id=7 + 2 * k,
         )
         obj = ObjectPose(
             class_id=f"{5 + k}",
@@ -49,6 +50,7 @@ def make_full_message():
             vote_count=210 - k,
             reprojection_error_px=2.5 + k,
             box=box(320.0, 240.0 + k, 120.0, 60.0),
+            track_id=8 + 2 * k,
         )
         poses.append(HandObjectPose(
             header=header,

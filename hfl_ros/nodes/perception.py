@@ -28,6 +28,7 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
+from std_srvs.srv import Trigger
 from tf2_msgs.msg import TFMessage
 from vision_msgs.msg import Detection2DArray, Detection3DArray
 from visualization_msgs.msg import MarkerArray
@@ -53,16 +54,23 @@ from hfl_ros.ros.params import (
     PerceptionConfig,
     declare_parameters,
     read_config,
+    tracker_config,
     validate_value,
 )
 from hfl_ros.ros.qos import TF_QOS, make_qos
 from hfl_ros.ros.sync import CameraInfoJoiner, JoinedFrame, StampSynchronizer
+from hfl_ros.tracking import Tracker
 
 NODE_NAME = "hfl_perception"
 IMAGE, DETECTIONS = 0, 1
 _ASSET_PARAMETER = {CheckpointError: "checkpoint_path", HandModelError: "mano_dir",
                     ObjectModelError: "object_models_dir"}
 _STEADY = Clock(clock_type=ClockType.STEADY_TIME)
+#: Parameters that reconfigure the tracker.
+_TRACKING_PARAMETERS = frozenset(
+    {"temporal_filter", "filter_position_gain", "filter_velocity_gain", "filter_min_cutoff", "filter_beta",
+     "filter_rotation_beta", "filter_d_cutoff", "gate_translation", "gate_rotation", "track_max_gap",
+     "track_min_iou"})
 #: Longest wait for the frame being processed when the node stops or is deactivated.
 FRAME_FINISH_TIMEOUT_S = 1.0
 
@@ -151,6 +159,8 @@ class _Perception:
         self._marker_cache: dict[Any, Any] = {}
         self._entities: list[tuple[str, Any]] = []  # (kind, entity) created by open()
         self._worker: threading.Thread | None = None
+        self.tracker: Tracker | None = None
+        self._track_lock = threading.Lock()  # the worker tracks, ~/reset and parameter changes reconfigure
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
     @property
@@ -197,6 +207,8 @@ class _Perception:
             raise ParameterError("device", f"cannot use {device}: {one_line(exc)}") from None
         self._warm_up(estimator, device)
         self.config, self.estimator, self._loaded_once = cfg, estimator, True
+        with self._track_lock:
+            self.tracker = Tracker(tracker_config(cfg))
         self.label_map = LabelMap(cfg.right_hand_labels, cfg.left_hand_labels, cfg.default_hand_side,
                                   cfg.hand_labels)
 
@@ -310,6 +322,8 @@ class _Perception:
             subscription(Image, "image", self._on_image)
         subscription(CameraInfo, "camera_info", self._on_camera_info)
         subscription(Detection2DArray, "detections", self._on_detections)
+        service = self.create_service(Trigger, "~/reset", self._on_reset)
+        self._entities.append(("service", service))
         poll_period = min(0.05, max(0.01, cfg.camera_info_wait / 2))
         for period, callback, group in ((poll_period, self._poll_camera_info, timers),
                                         (cfg.diagnostics_period, self._publish_diagnostics, diagnostics)):
@@ -331,6 +345,8 @@ class _Perception:
                 self.destroy_subscription(entity)
             elif kind == "timer":
                 self.destroy_timer(entity)
+            elif kind == "service":
+                self.destroy_service(entity)
         if self._worker is not None:
             self._worker.join(timeout=timeout_s)
             if self._worker.is_alive():
@@ -372,6 +388,16 @@ class _Perception:
                     self.estimator.hand_score_threshold = runtime["hand_score_threshold"]
                 if "object_score_threshold" in runtime:
                     self.estimator.object_score_threshold = runtime["object_score_threshold"]
+            if _TRACKING_PARAMETERS & runtime.keys():
+                try:
+                    new = tracker_config(self.config)
+                except ValueError as exc:
+                    return SetParametersResult(successful=False, reason=str(exc))
+                with self._track_lock:
+                    if self.tracker is not None:
+                        self.tracker.config.max_gap_s = new.max_gap_s
+                        self.tracker.config.min_iou = new.min_iou
+                        self.tracker.set_filter_config(new.filter)
         if changes:
             self.get_logger().info(f"parameters changed: {changes}")
         return SetParametersResult(successful=True)
@@ -434,6 +460,15 @@ class _Perception:
             if queue is None or not queue.put(_Frame(joined, received), on_full=self._warn_queue_full):
                 return  # closed: the node is stopping or being deactivated
 
+    def _on_reset(self, request: Any, response: Any) -> Any:
+        """~/reset (std_srvs/Trigger): clear every track; ids restart at 1."""
+        with self._track_lock:
+            dropped = self.tracker.reset() if self.tracker is not None else 0
+        response.success = True
+        response.message = f"cleared {dropped} track(s)"
+        self.get_logger().info(f"~/reset: {response.message}")
+        return response
+
     def _warn_queue_full(self) -> None:
         self.log.log("warning", "queue_full", f"inference queue full ({self.queue.maxsize} frames, "
                      "queue_policy all): blocking the input callbacks until the worker catches up")
@@ -458,7 +493,8 @@ class _Perception:
         header = image_msg.header
         outcome = process_frame(self.estimator, image_msg, detections_msg, frame.joined.info, self.label_map,
                                 compressed=cfg.image_transport == "compressed")
-        results = outcome.results
+        with self._track_lock:
+            results = self.tracker.update(outcome.results, stamp_to_ns(header.stamp) * 1e-9)
         poses = results_to_msg(results, header, self.types, with_vertices=cfg.publish_vertices)
         self.pub_poses.publish(poses)
         latency = time.monotonic() - frame.received
@@ -513,8 +549,12 @@ class _Perception:
                                          + self.sync.dropped_per_input[DETECTIONS]),
                 "waiting_for_camera_info": self.joiner.waiting,
             }
+        with self._track_lock:
+            tracker = self.tracker
+            tracking = {"temporal_filter": tracker.config.filter.mode, "tracks_active": len(tracker.tracks),
+                        "tracks_started": tracker.tracks_started, "gate_rejections": tracker.gate_rejections}
         extra = {"device": self.estimator.device, "queue_policy": self.config.queue_policy,
-                 "queue_length": len(queue), "queue_blocked": queue.blocked, **sync_extra}
+                 "queue_length": len(queue), "queue_blocked": queue.blocked, **sync_extra, **tracking}
         snap = self.stats.snapshot(queue.dropped, extra)
         now = self.get_clock().now().to_msg()
         header = Header(stamp=Time(sec=now.sec, nanosec=now.nanosec), frame_id="")

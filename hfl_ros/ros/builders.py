@@ -258,6 +258,7 @@ def _hand_pose(types: MessageTypes, result: HandObjectResult, with_vertices: boo
         mano_shape=np.asarray(hand.mano_shape, dtype=np.float32).reshape(10).copy(),
         vertices=_points(types, verts) if with_vertices else [],
         box=_box2d(types, hand.box),
+        track_id=int(hand.track_id),
     )
 
 
@@ -271,6 +272,7 @@ def _object_pose(types: MessageTypes, result: HandObjectResult) -> Any:
             control_points_2d=_points_2d(types, np.zeros((21, 2))),
             inlier_count=0, vote_count=0, reprojection_error_px=float("nan"),
             box=_box2d(types, np.zeros(4)),
+            track_id=0,
         )
     return new_message(
         types, "hfl_ros/msg/ObjectPose",
@@ -284,6 +286,7 @@ def _object_pose(types: MessageTypes, result: HandObjectResult) -> Any:
         vote_count=int(obj.vote_count),
         reprojection_error_px=float(obj.reprojection_error_px),
         box=_box2d(types, obj.box),
+        track_id=int(obj.track_id),
     )
 
 

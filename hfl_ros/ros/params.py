@@ -11,6 +11,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from ..tracking.filters import FILTER_MODES
+
 QOS_RELIABILITIES = ("best_effort", "reliable")
 QUEUE_POLICIES = ("latest", "all")
 IMAGE_TRANSPORTS = ("raw", "compressed")
@@ -95,6 +97,31 @@ PARAMS: tuple[ParamSpec, ...] = (
               runtime=True, min_value=0.0, max_value=3600.0),
     ParamSpec("diagnostics_period", 1.0, "Seconds between /diagnostics messages.", min_value=0.05,
               max_value=60.0),
+    ParamSpec("temporal_filter", "constant_velocity", "Online filter of each tracked hand and object pose: "
+              "constant_velocity (alpha-beta, no lag on steady motion; the default, see "
+              "benchmarks/bench_tracking.py), one_euro (1-euro low-pass) or none.", runtime=True,
+              choices=FILTER_MODES),
+    ParamSpec("filter_position_gain", 0.4, "constant_velocity: share of the residual taken into the pose "
+              "each frame (1 = no smoothing).", runtime=True, min_value=0.01, max_value=1.0),
+    ParamSpec("filter_velocity_gain", 0.1, "constant_velocity: share of the residual taken into the velocity "
+              "each frame.", runtime=True, min_value=0.0, max_value=1.0),
+    ParamSpec("filter_min_cutoff", 1.5, "one_euro: cut-off frequency at rest, Hz.", runtime=True,
+              min_value=0.01, max_value=1000.0),
+    ParamSpec("filter_beta", 20.0, "one_euro: cut-off rise per unit speed of the points, s/m.",
+              runtime=True, min_value=0.0),
+    ParamSpec("filter_rotation_beta", 1.0, "one_euro: cut-off rise per unit angular speed of an object, "
+              "s/rad.", runtime=True, min_value=0.0),
+    ParamSpec("filter_d_cutoff", 1.0, "one_euro: cut-off of the speed estimate, Hz.", runtime=True,
+              min_value=0.01, max_value=1000.0),
+    ParamSpec("gate_translation", 0.1, "A jump of the wrist or object position beyond this (m) from the "
+              "prediction is rejected for one frame (counted in diagnostics as gate_rejections).",
+              runtime=True, min_value=0.001),
+    ParamSpec("gate_rotation", 1.0, "A jump of the wrist or object rotation beyond this (rad), e.g. a PnP "
+              "flip to a symmetric pose, is rejected likewise.", runtime=True, min_value=0.001),
+    ParamSpec("track_max_gap", 0.5, "Seconds (stamp time) a track may go unseen before it is dropped; what "
+              "it tracked gets a new id when seen again.", runtime=True, min_value=0.001),
+    ParamSpec("track_min_iou", 0.1, "Least box overlap for a detection to continue a track.",
+              runtime=True, min_value=0.0, max_value=1.0),
     ParamSpec("qos_input_reliability", "best_effort", "Reliability of the input subscriptions.",
               choices=QOS_RELIABILITIES),
     ParamSpec("qos_input_depth", 5, "History depth of the input subscriptions.", min_value=1),
@@ -138,6 +165,17 @@ class PerceptionConfig:
     publish_debug_image: bool
     marker_lifetime: float
     diagnostics_period: float
+    temporal_filter: str
+    filter_position_gain: float
+    filter_velocity_gain: float
+    filter_min_cutoff: float
+    filter_beta: float
+    filter_rotation_beta: float
+    filter_d_cutoff: float
+    gate_translation: float
+    gate_rotation: float
+    track_max_gap: float
+    track_min_iou: float
     qos_input_reliability: str
     qos_input_depth: int
     qos_output_reliability: str
@@ -266,3 +304,18 @@ def read_config(node: Any) -> PerceptionConfig:
     values = {k: (list(v) if isinstance(SPECS[k].default, list) and v is not None else v)
               for k, v in values.items()}
     return validate_config(values)
+
+
+def tracker_config(cfg: PerceptionConfig) -> Any:
+    """The :class:`hfl_ros.tracking.TrackerConfig` these parameters give."""
+    from ..tracking import FilterConfig, TrackerConfig
+
+    return TrackerConfig(
+        max_gap_s=cfg.track_max_gap, min_iou=cfg.track_min_iou,
+        filter=FilterConfig(
+            mode=cfg.temporal_filter, min_cutoff=cfg.filter_min_cutoff, beta=cfg.filter_beta,
+            rotation_beta=cfg.filter_rotation_beta, d_cutoff=cfg.filter_d_cutoff,
+            position_gain=cfg.filter_position_gain, velocity_gain=cfg.filter_velocity_gain,
+            gate_translation_m=cfg.gate_translation, gate_rotation_rad=cfg.gate_rotation,
+        ),
+    ).validate()

@@ -90,12 +90,14 @@ class Tracker:
         self.gate_rejections = 0
         self.tracks_started = 0
         self.tracks_dropped = 0
+        self._last_t: float | None = None
 
     def reset(self) -> int:
         """Drop every track (ids restart at 1); returns how many were dropped."""
         dropped = len(self.tracks)
         self.tracks = []
         self._next_id = 1
+        self._last_t = None
         return dropped
 
     def set_filter_config(self, config: FilterConfig) -> None:
@@ -141,7 +143,13 @@ class Tracker:
         return out  # type: ignore[return-value]
 
     def update(self, results: Sequence[HandObjectResult], t: float) -> list[HandObjectResult]:
-        """Track and filter one frame's results, stamped t seconds; returns filtered copies."""
+        """Track and filter one frame's results, stamped t seconds; returns filtered copies.
+
+        A stamp earlier than the previous one (a replayed bag starting again) first clears every track.
+        """
+        if self._last_t is not None and t < self._last_t:
+            self.reset()
+        self._last_t = t
         self._drop_stale(t)
         # Shallow copies: filtering assigns new arrays, it never writes into the caller's.
         out = [
