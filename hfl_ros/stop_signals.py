@@ -164,3 +164,19 @@ def exit_process(code: int) -> NoReturn:
         with contextlib.suppress(Exception):
             stream.flush()
     os._exit(code)
+
+
+def report_stop(logger: Any, node_name: str, message: str) -> None:
+    """The one line that says a node stopped: through its ROS logger, or on stderr in the ROS log format when
+    the node stopped before rclpy was imported."""
+    if logger is not None:
+        logger.info(message)
+    else:
+        print(f"[INFO] [{node_name}]: {message}", file=sys.stderr)
+
+
+def shutdown_rclpy() -> None:
+    """Shut rclpy's default context down if rclpy was imported (without importing it)."""
+    rclpy = sys.modules.get("rclpy")
+    if rclpy is not None and hasattr(rclpy, "try_shutdown"):
+        rclpy.try_shutdown()

@@ -25,7 +25,7 @@ from typing import Any
 from ..bag.player import CLOCK_TOPIC, Pacer, PlayOptions, playback, python_message_module, select_topics
 from ..bag.reader import BagReader
 from ..errors import HflRosError
-from ..stop_signals import Interrupted, stop_signals
+from ..stop_signals import Interrupted, report_stop, shutdown_rclpy, stop_signals
 
 NODE_NAME = "bag_player"
 
@@ -217,16 +217,10 @@ def run_player(options: PlayOptions, args: Sequence[str] | None = None) -> int:
             if stop.requested:
                 played = f"after {player.published} message(s) from {player.options.bag}" if player else \
                     "before playing"
-                message = f"stopped ({stop.name}) {played}"
-                if logger is not None:
-                    logger.info(message)
-                else:
-                    print(f"[INFO] [{NODE_NAME}]: {message}", file=sys.stderr)
+                report_stop(logger, NODE_NAME, f"stopped ({stop.name}) {played}")
             if player is not None:
                 player.destroy()
-            rclpy = sys.modules.get("rclpy")
-            if rclpy is not None and hasattr(rclpy, "try_shutdown"):
-                rclpy.try_shutdown()
+            shutdown_rclpy()
 
 
 def _spin(executor: Any, done: threading.Event) -> None:

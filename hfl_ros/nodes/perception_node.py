@@ -27,7 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 from hfl_ros.ros.params import ParameterError
-from hfl_ros.stop_signals import Interrupted, StopSignals, install
+from hfl_ros.stop_signals import Interrupted, StopSignals, install, report_stop, shutdown_rclpy
 
 NODE_NAME = "hfl_perception"
 EXIT_STARTUP_FAILURE = 2
@@ -201,16 +201,10 @@ def _stop_node(node: Any, executor: Any, spinner: _Spinner | None, calls: MainTh
         executor.shutdown(timeout_sec=1.0)
     if stop.requested:
         detail = node.stopped_text(dropped) if node is not None else "before the node was created"
-        message = f"stopped ({stop.name}): {detail}"
-        if logger is not None:
-            logger.info(message)
-        else:  # stopped before rclpy was imported
-            print(f"[INFO] [{NODE_NAME}]: {message}", file=sys.stderr)
+        report_stop(logger, NODE_NAME, f"stopped ({stop.name}): {detail}")
     if node is not None:
         node.destroy_node()
-    rclpy = sys.modules.get("rclpy")
-    if rclpy is not None and hasattr(rclpy, "try_shutdown"):
-        rclpy.try_shutdown()
+    shutdown_rclpy()
 
 
 if __name__ == "__main__":
