@@ -41,6 +41,7 @@ from ..ros.convert import (
     image_to_rgb,
 )
 from ..stop_signals import Interrupted, stop_signals
+from ..tracking import SmootherConfig
 from .errors import (
     MissingCameraInfoError,
     MissingTopicError,
@@ -89,6 +90,8 @@ class LabelOptions:
     publish_mesh: bool = True
     marker_lifetime_s: float = 0.5
     with_vertices: bool = False
+    #: --smooth: also write track ids and non-causally smoothed poses (None: no smoothing).
+    smooth: SmootherConfig | None = None
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -303,7 +306,8 @@ class Labeler:
                     object_models=getattr(self.estimator, "object_models", None), resume=resume,
                     publish_tf=options.publish_tf, tf_prefix=options.tf_prefix, tf_joints=options.tf_joints,
                     publish_mesh=options.publish_mesh,
-                    marker_lifetime_s=options.marker_lifetime_s, with_vertices=options.with_vertices).open()
+                    marker_lifetime_s=options.marker_lifetime_s, with_vertices=options.with_vertices,
+                    smooth=options.smooth).open()
             source = BagFrameSource(reader, topics, options.sync_slop, copy_topics=options.copy_inputs)
             failure: BaseException | None = None
             started = time.monotonic()

@@ -19,6 +19,7 @@ import yaml
 
 from ..errors import HflRosError
 from ..stop_signals import Interrupted
+from ..tracking import SmootherConfig
 from .label import DEFAULT_DETECTIONS_TOPIC, DEFAULT_IMAGE_TOPIC, Labeler, LabelOptions
 from .label_output import NODE_NAMESPACE, OutputTopics
 from .reader import BagReader, list_topics_text
@@ -151,6 +152,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--output-namespace", default=NODE_NAMESPACE,
                      help=f"namespace of the output topics (default {NODE_NAMESPACE}, the node's name)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument("--smooth", action="store_true",
+                     help="also track the hands and objects and write their poses smoothed with past and "
+                     "future frames (track_id and smoothed in labels.jsonl/npz, "
+                     "<namespace>/smoothed/hand_object_poses in the bag); the raw poses stay")
+    run.add_argument("--smooth-window", type=float, default=SmootherConfig.half_window_s, metavar="S",
+                     help="--smooth: seconds of past and of future frames each pose is fitted to "
+                     f"(default {SmootherConfig.half_window_s})")
 
 
 def options_from_args(args: argparse.Namespace) -> LabelOptions:
@@ -169,6 +177,7 @@ def options_from_args(args: argparse.Namespace) -> LabelOptions:
         bag=args.bag, out=args.out, image_topic=args.image_topic, camera_info_topic=args.camera_info_topic,
         detections_topic=args.detections_topic, batch_size=args.batch_size, copy_inputs=args.copy_inputs,
         resume=args.resume, progress=not args.no_progress,
+        smooth=SmootherConfig(half_window_s=args.smooth_window) if args.smooth else None,
         output_topics=OutputTopics.in_namespace(args.output_namespace), **values)
 
 
@@ -179,6 +188,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.out is None:
         print("hfl-ros label: error: --out DIR is required (or --list-topics)", file=sys.stderr)
+        return 2
+    if args.smooth_window <= 0:
+        print(f"hfl-ros label: error: --smooth-window must be > 0, got {args.smooth_window}", file=sys.stderr)
         return 2
     if args.batch_size < 1:
         print(f"hfl-ros label: error: --batch-size must be >= 1, got {args.batch_size}", file=sys.stderr)

@@ -25,6 +25,7 @@ import numpy as np
 
 from ..results import HandObjectResult
 from ..ros.builders import results_to_detection3d, results_to_markers, results_to_msg, results_to_tf
+from ..tracking import SmootherConfig
 from . import records
 from .errors import BagError, CorruptBagError, OutputError
 from .reader import BagReader, RawMessage
@@ -59,6 +60,12 @@ class OutputTopics:
     @property
     def all(self) -> tuple[str, ...]:
         return (self.poses, self.objects, self.tf, self.markers)
+
+    @property
+    def smoothed_poses(self) -> str:
+        """``--smooth``: the smoothed HandObjectPoseArray, ``<namespace>/smoothed/hand_object_poses``."""
+        namespace, _, name = self.poses.rpartition("/")
+        return f"{namespace}/smoothed/{name}"
 
 
 @dataclass
@@ -179,8 +186,10 @@ class LabelSink:
     def __init__(self, out_dir: Path, *, topics: OutputTopics = OutputTopics(), faces: Any = None,
                  object_models: Any = None, resume: ResumeState | None = None, publish_tf: bool = True,
                  tf_prefix: str = "", tf_joints: bool = True, publish_mesh: bool = True,
-                 marker_lifetime_s: float = 0.5, with_vertices: bool = False) -> None:
+                 marker_lifetime_s: float = 0.5, with_vertices: bool = False,
+                 smooth: SmootherConfig | None = None) -> None:
         self.out_dir = Path(out_dir)
+        self.smooth = smooth
         self.topics = topics
         self.faces = faces
         self.object_models = object_models
@@ -265,12 +274,34 @@ class LabelSink:
         self.frames_written += 1
         return record
 
+    def _write_smoothed(self) -> list[dict[str, Any]]:
+        """``--smooth``: smooth all records so far, write the smoothed poses topic; return the records."""
+        from .label_smooth import smooth_records, smoothed_results
+
+        self._jsonl.flush()
+        smoothed = smooth_records(records.read_jsonl(self.out_dir / JSONL)[0], self.smooth)
+        types = self.types
+        for frame in smoothed:
+            stamp_ns = int(frame["stamp_ns"])
+            stamp = types.get("builtin_interfaces/msg/Time")(sec=stamp_ns // 10**9, nanosec=stamp_ns % 10**9)
+            header = types.get("std_msgs/msg/Header")(stamp=stamp, frame_id=str(frame["frame_id"]))
+            msg = results_to_msg(smoothed_results(frame), header, types, with_vertices=False)
+            self._writer.write(self.topics.smoothed_poses, msg, stamp_ns)
+        return smoothed
+
     def close(self) -> None:
-        """Finalise the bag (merging the rest of the previous one), close labels.jsonl, write labels.npz."""
+        """Finalise the bag (merging the rest of the previous one), close labels.jsonl, write labels.npz.
+
+        With ``smooth``, the smoothed poses are written to the bag first, and labels.jsonl is rewritten
+        (through a temporary file) with them next to the raw ones.
+        """
+        smoothed: list[dict[str, Any]] | None = None
         try:
             if self._writer is not None:
                 try:
                     self._merge_previous(None)
+                    if self.smooth is not None and self._jsonl is not None:
+                        smoothed = self._write_smoothed()
                 finally:
                     self._writer.close()
                     if self._previous is not None:
@@ -282,6 +313,10 @@ class LabelSink:
             if self._jsonl is not None:
                 self._jsonl.close()
                 self._jsonl = None
+            if smoothed is not None:
+                tmp = self.out_dir / (JSONL + ".tmp")
+                tmp.write_text("".join(records.dumps(r) + "\n" for r in smoothed), encoding="utf-8")
+                tmp.replace(self.out_dir / JSONL)
             all_records, _ = records.read_jsonl(self.out_dir / JSONL)
             records.write_npz(self.out_dir / NPZ, all_records)
 

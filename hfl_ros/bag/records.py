@@ -164,6 +164,12 @@ def records_to_arrays(records: Iterable[dict[str, Any]]) -> dict[str, np.ndarray
             out["hand_reprojection_error_px"].append(_float(hand["reprojection_error_px"]))
             out["hand_mano_pose"].append(_arr(hand["mano_pose"], (48,)))
             out["hand_mano_shape"].append(_arr(hand["mano_shape"], (10,)))
+            out["hand_track_id"].append(int(hand.get("track_id", 0)))
+            smoothed = hand.get("smoothed") or {}
+            out["hand_smoothed_joints"].append(_arr(smoothed.get("joints"), (NUM_JOINTS, 3)))
+            out["hand_smoothed_wrist_position"].append(_arr(smoothed.get("wrist_position"), (3,)))
+            out["hand_smoothed_wrist_quaternion"].append(_arr(smoothed.get("wrist_quaternion"), (4,)))
+            out["hand_smoothed_mano_pose"].append(_arr(smoothed.get("mano_pose"), (48,)))
             out["object_present"].append(obj is not None)
             obj = obj or {}
             out["object_class_id"].append(str(obj.get("class_id", "")))
@@ -177,6 +183,10 @@ def records_to_arrays(records: Iterable[dict[str, Any]]) -> dict[str, np.ndarray
             out["object_vote_count"].append(int(obj.get("vote_count", 0)))
             out["object_reprojection_error_px"].append(_float(obj.get("reprojection_error_px")))
             out["object_estimate_score"].append(_float(obj.get("estimate_score")))
+            out["object_track_id"].append(int(obj.get("track_id", 0)))
+            smoothed = obj.get("smoothed") or {}
+            out["object_smoothed_position"].append(_arr(smoothed.get("position"), (3,)))
+            out["object_smoothed_quaternion"].append(_arr(smoothed.get("quaternion"), (4,)))
     arrays: dict[str, np.ndarray] = {}
     for name, (dtype, shape) in _ARRAY_SHAPES.items():
         values = out[name]
@@ -227,6 +237,15 @@ _ARRAY_SHAPES: dict[str, tuple[Any, tuple[int, ...]]] = {
     "object_vote_count": (np.int64, ()),
     "object_reprojection_error_px": (np.float64, ()),
     "object_estimate_score": (np.float64, ()),
+    # hfl-ros label --smooth (track ids 0 and NaN poses without it, or where the raw pose is not valid)
+    "hand_track_id": (np.int64, ()),
+    "hand_smoothed_joints": (np.float64, (NUM_JOINTS, 3)),
+    "hand_smoothed_wrist_position": (np.float64, (3,)),
+    "hand_smoothed_wrist_quaternion": (np.float64, (4,)),
+    "hand_smoothed_mano_pose": (np.float64, (48,)),
+    "object_track_id": (np.int64, ()),
+    "object_smoothed_position": (np.float64, (3,)),
+    "object_smoothed_quaternion": (np.float64, (4,)),
 }
 
 ARRAY_NAMES: tuple[str, ...] = (*_ARRAY_SHAPES, "schema_version")
