@@ -73,6 +73,19 @@ def test_source_tree_definitions_give_the_same_types(monkeypatch):
         assert store.hash_rihs01(name) == installed.hash_rihs01(name)
 
 
+def test_hfl_ros_hashes_are_the_documented_ones():
+    """Our messages' hashes (with track_id) are pinned in docs/node.md: a .msg change must update both."""
+    import re
+
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "node.md").read_text()
+    documented = dict(re.findall(r"^\| (hfl_ros/msg/\w+) \| (RIHS01_[0-9a-f]{64}) \|$", docs, re.M))
+    store = typestore()
+    assert sorted(documented) == sorted(n for n in store.types if n.startswith("hfl_ros/msg/"))
+    for name, rihs01 in documented.items():
+        assert store.hash_rihs01(name) == rihs01, name
+    assert "track_id" in dict(store.get_msgdef("hfl_ros/msg/HandPose").fields)
+
+
 def test_type_name_forms():
     assert normalize_type_name("hfl_ros/HandPose") == "hfl_ros/msg/HandPose"
     assert normalize_type_name("/hfl_ros/msg/HandPose") == "hfl_ros/msg/HandPose"
