@@ -188,3 +188,15 @@ def test_smoother_reduces_error_has_no_lag_and_drops_a_flip():
     # Noise-free quadratic motion is reproduced exactly: no lag.
     quad = np.stack([0.3 * t**2, -0.1 * t, 0.5 + 0 * t], -1)[:, None]
     np.testing.assert_allclose(smooth_poses(t, quad, np.zeros((n, 0, 3, 3)))[0], quad, atol=1e-9)
+
+
+def test_a_non_finite_estimate_is_passed_through_and_does_not_poison_the_track():
+    tracker = Tracker()
+    for k in range(5):
+        tracker.update([_result(_box(100, 100), _box(120, 100))], k / FPS)
+    bad = _result(_box(100, 100), _box(120, 100))
+    bad.object.translation = np.array([np.nan, 0.0, 0.5])
+    out = tracker.update([bad], 5 / FPS)[0]
+    assert np.isnan(out.object.translation[0]) and out.object.track_id == 2
+    good = tracker.update([_result(_box(100, 100), _box(120, 100))], 6 / FPS)[0]
+    np.testing.assert_allclose(good.object.translation, [0.0, 0.0, 0.5], atol=1e-9)

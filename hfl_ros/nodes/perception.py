@@ -493,8 +493,14 @@ class _Perception:
         header = image_msg.header
         outcome = process_frame(self.estimator, image_msg, detections_msg, frame.joined.info, self.label_map,
                                 compressed=cfg.image_transport == "compressed")
-        with self._track_lock:
-            results = self.tracker.update(outcome.results, stamp_to_ns(header.stamp) * 1e-9)
+        results = outcome.results
+        try:
+            with self._track_lock:
+                results = self.tracker.update(results, stamp_to_ns(header.stamp) * 1e-9)
+        except Exception as exc:  # a tracking bug must not cost the frame its outputs: publish it unfiltered
+            self.stats.failure("tracking_error")
+            self.log.log("error", "tracking_error", f"tracking failed, frame published unfiltered: "
+                         f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}")
         poses = results_to_msg(results, header, self.types, with_vertices=cfg.publish_vertices)
         self.pub_poses.publish(poses)
         latency = time.monotonic() - frame.received

@@ -177,10 +177,12 @@ class Tracker:
             if not part.translation_valid:  # wrist-relative joints would mix with absolute ones
                 return
             points, rotations = _hand_pose(part)
+            if not (np.isfinite(points).all() and np.isfinite(rotations).all()):
+                return  # a broken estimate must not poison the track's state
             points, rotations, accepted = track.filter.update(t, points, rotations)
             _set_hand_pose(part, points, rotations)
         else:
-            if not part.valid:
+            if not (part.valid and np.isfinite(part.translation).all() and np.isfinite(part.rotation).all()):
                 return
             points, rotations, accepted = track.filter.update(
                 t, part.translation.reshape(1, 3), part.rotation.reshape(1, 3, 3)
