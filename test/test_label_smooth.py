@@ -130,3 +130,19 @@ def test_label_smooth_writes_smoothed_poses_next_to_raw_ones(tmp_path):
         position = pose.object.pose.position
         np.testing.assert_allclose([position.x, position.y, position.z], obj["smoothed"]["position"])
         np.testing.assert_allclose([[p.x, p.y, p.z] for p in pose.hand.joints], hand["smoothed"]["joints"])
+
+
+def test_smooth_flags_reach_the_options(tmp_path, capsys):
+    import argparse
+
+    from hfl_ros.bag import label_cli
+
+    parser = argparse.ArgumentParser()
+    label_cli.add_arguments(parser)
+    base = [str(tmp_path), "--out", str(tmp_path / "o")]
+    assert label_cli.options_from_args(parser.parse_args(base)).smooth is None
+    args = parser.parse_args([*base, "--smooth", "--smooth-window", "0.4"])
+    assert label_cli.options_from_args(args).smooth == SmootherConfig(half_window_s=0.4)
+    bad = parser.parse_args([*base, "--smooth", "--smooth-window", "0"])
+    assert label_cli.run(bad) == 2
+    assert "--smooth-window must be > 0" in capsys.readouterr().err
