@@ -200,3 +200,21 @@ def test_a_non_finite_estimate_is_passed_through_and_does_not_poison_the_track()
     assert np.isnan(out.object.translation[0]) and out.object.track_id == 2
     good = tracker.update([_result(_box(100, 100), _box(120, 100))], 6 / FPS)[0]
     np.testing.assert_allclose(good.object.translation, [0.0, 0.0, 0.5], atol=1e-9)
+
+
+def test_bench_tracking_runs_and_ends_with_one_json_line(tmp_path):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_tracking.py"
+    out = tmp_path / "bench.json"
+    run = subprocess.run([sys.executable, str(script), "--frames", "90", "--out", str(out)],
+                         capture_output=True, text=True, timeout=120, check=True)
+    figures = json.loads(run.stdout.strip().splitlines()[-1])
+    assert figures == json.loads(out.read_text())
+    assert set(figures["sequences"]) == {"sample", "fast", "occlusion", "two_same_class"}
+    two = figures["sequences"]["two_same_class"]
+    assert two["constant_velocity"]["object_id_switches"] == 0 and two["raw"]["object_id_switches"] == 0
+    assert figures["checks"]["two_same_class_no_id_switch"]
