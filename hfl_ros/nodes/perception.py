@@ -104,7 +104,17 @@ class ThrottledLogger:
             self._last[reason] = now
         if suppressed:
             message += f" ({suppressed} similar message(s) suppressed)"
-        getattr(self._logger, level)(f"[{reason}] {message}")
+        text = f"[{reason}] {message}"
+        # rclpy ties each logging call site to the first severity logged there and raises ValueError on
+        # another one, so each level needs a call site of its own.
+        if level == "error":
+            self._logger.error(text)
+        elif level == "warning":
+            self._logger.warning(text)
+        elif level == "info":
+            self._logger.info(text)
+        else:
+            self._logger.debug(text)
 
 
 def _never_raises(method: Callable[..., None]) -> Callable[..., None]:
@@ -287,6 +297,7 @@ class _Perception:
                                        max_fallback_age_s=cfg.camera_info_max_age or None)
         self._received: dict[int, float] = {}  # image stamp -> monotonic receive time
         self._unmatched_reported = 0
+        self._resets_reported = 0
         queue = FrameQueue(cfg.queue_policy, cfg.queue_size)
         self.queue = queue
 
@@ -364,6 +375,15 @@ class _Perception:
         """Whether the start-up (non-runtime) parameters may change now."""
         return False
 
+    def set_parameters_atomically(self, parameter_list: list[Any]) -> SetParametersResult:
+        """rclpy's (the parameter services call it), a refusal counted in diagnostics and logged (throttled):
+        rclpy refuses a read-only or out-of-range value before :meth:`_on_set_parameters` sees it."""
+        result = super().set_parameters_atomically(parameter_list)
+        if not result.successful and hasattr(self, "stats"):
+            self.stats.failure("rejected_parameter")
+            self.log.log("warning", "rejected_parameter", f"parameter change refused: {result.reason}")
+        return result
+
     def _on_set_parameters(self, params: list[Any]) -> SetParametersResult:
         changes = {}
         for param in params:
@@ -438,6 +458,12 @@ class _Perception:
         ready = []
         for set_stamp, msgs in self.sync.add(index, stamp, msg):
             ready += self.joiner.add_frame(set_stamp, msgs, time.monotonic_ns())
+        if self.sync.resets > self._resets_reported:  # the synchroniser started over
+            self.log.log("warning", "time_jump_back", f"input stamps jumped back (to {stamp} ns, more than "
+                         f"{self.sync.jump_back_ns * 1e-9:g} s before the newest): frames waiting to be "
+                         "matched were discarded (a bag replayed in a loop, or a bad clock?)")
+            self.stats.failure("time_jump_back", self.sync.resets - self._resets_reported)
+            self._resets_reported = self.sync.resets
         unmatched = self.sync.unmatched_per_input[DETECTIONS] + self.sync.dropped_per_input[DETECTIONS]
         if unmatched > self._unmatched_reported:
             self.log.log("warning", "unmatched_detections",

@@ -121,7 +121,19 @@ def camera_info_to_K(msg: Any) -> np.ndarray:
         raise BadCameraError(f"camera_info K has non-positive focal lengths fx={K[0, 0]}, fy={K[1, 1]}")
     if K[2, 2] == 0:
         raise BadCameraError("camera_info K[2][2] is zero")
+    if K[1, 0] != 0 or K[2, 0] != 0 or K[2, 1] != 0:
+        raise BadCameraError(f"camera_info K is not upper triangular (a pinhole camera matrix): {K.tolist()}")
     return K
+
+
+def check_camera_info_size(msg: Any, width: int, height: int) -> None:
+    """BadCameraError when a camera_info names an image size (non-zero) other than ``width`` x ``height``:
+    its K belongs to another resolution. A size of 0 x 0 (not filled in by the driver) is accepted."""
+    info_w, info_h = int(getattr(msg, "width", 0) or 0), int(getattr(msg, "height", 0) or 0)
+    if info_w and info_h and (info_w, info_h) != (width, height):
+        raise BadCameraError(f"camera_info is for {info_w}x{info_h} images but the image is "
+                             f"{width}x{height}; its K does not apply (wrong camera_info topic, or a resized "
+                             "image?)")
 
 
 def stamp_to_ns(stamp: Any) -> int:
@@ -207,6 +219,7 @@ __all__ = [
     "LabelMap",
     "box_from_bbox2d",
     "camera_info_to_K",
+    "check_camera_info_size",
     "compressed_to_rgb",
     "detections_from_msg",
     "image_to_rgb",
