@@ -193,6 +193,11 @@ def test_perception_node_stops_at_any_moment(tmp_path, node_assets, session, mom
     params = {"queue_policy": "all", "diagnostics_period": 0.1} if moment == "queued" else {}
     if moment == "ready":
         params["device"] = "auto"  # on a host without a usable GPU: the CPU, with a warning saying why
+    # The previous case's node must be gone from the graph: while its subscriptions still count, frames can be
+    # published before the new node's readers are matched, and be lost.
+    publishers = getattr(session, "frame_publishers", [])
+    session.wait_for(lambda: all(p.get_subscription_count() == 0 for p in publishers), 60.0,
+                     "the previous node's subscriptions to leave the graph")
     proc = _node(tmp_path, node_assets, pauses, **params)
     try:
         if moment in ("arguments", "loading"):
