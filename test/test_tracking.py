@@ -61,6 +61,18 @@ def test_associate_keeps_keys_apart_and_maximises_overlap():
     assert associate(tracks[:1], ["a"], np.array([_box(300, 300)]), ["a"]) == []  # no overlap: never
 
 
+def test_associate_tells_coinciding_boxes_apart_by_3d_position():
+    boxes = np.array([_box(100, 100), _box(101, 100)])
+    near, far = [0.0, 0.0, 0.5], [0.0, 0.0, 0.6]
+    # By IoU alone, det 0 goes to track 0; the tracks' positions say it is the far one.
+    pairs = associate(boxes, ["a", "a"], boxes, ["a", "a"], track_positions=np.array([near, far]),
+                      det_positions=np.array([far, near]))
+    assert sorted(pairs) == [(0, 1), (1, 0)]
+    unknown = np.full((2, 3), np.nan)  # no positions: IoU decides
+    assert sorted(associate(boxes, ["a", "a"], boxes, ["a", "a"], track_positions=unknown,
+                            det_positions=np.array([far, near]))) == [(0, 0), (1, 1)]
+
+
 def test_two_objects_of_one_class_crossing_keep_their_ids():
     tracker = Tracker(TrackerConfig(filter=FilterConfig(mode="none")))
     ids = []

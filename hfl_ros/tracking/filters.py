@@ -44,7 +44,7 @@ class FilterConfig:
     d_cutoff: float = 1.0
     #: constant velocity: share of the residual added to the position, and (per frame) to the velocity.
     position_gain: float = 0.4
-    velocity_gain: float = 0.1
+    velocity_gain: float = 0.15
     #: Gate: a residual beyond these (to the first point / first rotation) is a jump, not motion.
     gate_translation_m: float = 0.1
     gate_rotation_rad: float = 1.0

@@ -32,6 +32,13 @@ class TrackerConfig:
         return self
 
 
+#: Velocities come only from frames this close (s), and predictions reach at most this far ahead (s): detector
+#: noise makes a frame-to-frame velocity noisy, and extrapolating it over an occlusion would overshoot.
+_VELOCITY_MAX_DT = 0.2
+_PREDICTION_HORIZON_S = 0.1
+_VELOCITY_SMOOTHING = 0.3
+
+
 @dataclass
 class Track:
     """One tracked hand (key ("hand", side)) or object (key ("object", class_id))."""
@@ -41,18 +48,41 @@ class Track:
     box: np.ndarray
     last_seen: float
     filter: PoseFilter
+    position: np.ndarray = field(default_factory=lambda: np.full(3, np.nan))  # last 3D position (NaN: none)
     box_velocity: np.ndarray = field(default_factory=lambda: np.zeros(4))  # px/s
+    position_velocity: np.ndarray = field(default_factory=lambda: np.zeros(3))  # m/s
 
     def predicted_box(self, t: float) -> np.ndarray:
-        return self.box + self.box_velocity * (t - self.last_seen)
+        return self.box + self.box_velocity * min(t - self.last_seen, _PREDICTION_HORIZON_S)
 
-    def see(self, box: np.ndarray, t: float) -> None:
+    def predicted_position(self, t: float) -> np.ndarray:
+        return self.position + self.position_velocity * min(t - self.last_seen, _PREDICTION_HORIZON_S)
+
+    def see(self, box: np.ndarray, position: np.ndarray, t: float) -> None:
         dt = t - self.last_seen
-        if 0 < dt <= 0.2:  # a box velocity only from close frames; a stale one would mislead the prediction
-            self.box_velocity = 0.5 * self.box_velocity + 0.5 * (box - self.box) / dt
-        elif dt > 0.2:
-            self.box_velocity = np.zeros(4)
-        self.box, self.last_seen = np.asarray(box, dtype=np.float64).copy(), t
+        box = np.asarray(box, dtype=np.float64)
+        if 0 < dt <= _VELOCITY_MAX_DT:
+            a = _VELOCITY_SMOOTHING
+            self.box_velocity = (1 - a) * self.box_velocity + a * (box - self.box) / dt
+            if np.isfinite(position).all() and np.isfinite(self.position).all():
+                self.position_velocity = (1 - a) * self.position_velocity + a * (
+                    position - self.position
+                ) / dt
+        elif dt > 0:
+            self.box_velocity, self.position_velocity = np.zeros(4), np.zeros(3)
+        self.box, self.last_seen = box.copy(), t
+        if np.isfinite(position).all():
+            self.position = np.asarray(position, dtype=np.float64).copy()
+
+
+def _position(part: HandEstimate | ObjectEstimate) -> np.ndarray:
+    """The 3D position that helps association (wrist or object origin); NaN when not estimated."""
+    if isinstance(part, HandEstimate):
+        valid, position = part.translation_valid, part.wrist_translation
+    else:
+        valid, position = part.valid, part.translation
+    position = np.asarray(position, dtype=np.float64).reshape(3)
+    return position if valid and np.isfinite(position).all() else np.full(3, np.nan)
 
 
 def _hand_pose(hand: HandEstimate) -> tuple[np.ndarray, np.ndarray]:
@@ -113,7 +143,12 @@ class Tracker:
         self.tracks = keep
 
     def _assign(
-        self, t: float, keys: Sequence[Hashable], boxes: list[np.ndarray], shared: list[bool]
+        self,
+        t: float,
+        keys: Sequence[Hashable],
+        boxes: list[np.ndarray],
+        positions: list[np.ndarray],
+        shared: list[bool],
     ) -> list[Track]:
         tracks = [tr for tr in self.tracks if tr.last_seen < t]  # one detection per track and frame
         pairs = associate(
@@ -122,11 +157,13 @@ class Tracker:
             np.array(boxes).reshape(-1, 4),
             keys,
             self.config.min_iou,
+            track_positions=np.array([tr.predicted_position(t) for tr in tracks]).reshape(-1, 3),
+            det_positions=np.array(positions).reshape(-1, 3),
         )
         out: list[Track | None] = [None] * len(keys)
         for ti, di in pairs:
             out[di] = tracks[ti]
-            tracks[ti].see(boxes[di], t)
+            tracks[ti].see(boxes[di], positions[di], t)
         for di, track in enumerate(out):
             if track is None:
                 track = Track(
@@ -136,6 +173,7 @@ class Tracker:
                     t,
                     PoseFilter(self.config.filter, shared_gain=shared[di]),
                 )
+                track.see(boxes[di], positions[di], t)
                 self._next_id += 1
                 self.tracks_started += 1
                 self.tracks.append(track)
@@ -164,7 +202,10 @@ class Tracker:
             if r.object is not None:
                 parts.append(r.object)
                 keys.append(("object", r.object.class_id))
-        tracks = self._assign(t, keys, [p.box for p in parts], [isinstance(p, HandEstimate) for p in parts])
+        positions = [_position(p) for p in parts]
+        tracks = self._assign(
+            t, keys, [p.box for p in parts], positions, [isinstance(p, HandEstimate) for p in parts]
+        )
         for part, track in zip(parts, tracks, strict=True):
             part.track_id = track.track_id
             self._filter(part, track, t)
