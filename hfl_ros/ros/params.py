@@ -103,8 +103,8 @@ PARAMS: tuple[ParamSpec, ...] = (
               choices=FILTER_MODES),
     ParamSpec("filter_position_gain", 0.4, "constant_velocity: share of the residual taken into the pose "
               "each frame (1 = no smoothing).", runtime=True, min_value=0.01, max_value=1.0),
-    ParamSpec("filter_velocity_gain", 0.15, "constant_velocity: share of the residual taken into the velocity "
-              "each frame.", runtime=True, min_value=0.0, max_value=1.0),
+    ParamSpec("filter_velocity_gain", 0.15, "constant_velocity: share of the residual taken into the "
+              "velocity each frame.", runtime=True, min_value=0.0, max_value=1.0),
     ParamSpec("filter_min_cutoff", 1.5, "one_euro: cut-off frequency at rest, Hz.", runtime=True,
               min_value=0.01, max_value=1000.0),
     ParamSpec("filter_beta", 20.0, "one_euro: cut-off rise per unit speed of the points, s/m.",
