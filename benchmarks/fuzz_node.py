@@ -393,12 +393,12 @@ def node_params(assets: dict[str, str]) -> dict[str, Any]:
             "qos_input_depth": 50, "publish_debug_image": False}
 
 
-def start_node(directory: Path, domain: int, assets: dict[str, str]) -> Any:
-    """The rigged node, its inputs remapped to /fuzz/*."""
+def start_node(directory: Path, domain: int, assets: dict[str, str], **overrides: Any) -> Any:
+    """The rigged node, its inputs remapped to /fuzz/* (``overrides``: more parameters)."""
     from node_harness import start_process
     from ros_helpers import write_params_file
 
-    params = write_params_file(directory / "params.yaml", node_params(assets))
+    params = write_params_file(directory / "params.yaml", {**node_params(assets), **overrides})
     env = {**os.environ, "ROS_DOMAIN_ID": str(domain), "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1",
            "PYTHONPATH": os.pathsep.join([str(REPO), str(TEST_DIR), os.environ.get("PYTHONPATH", "")])}
     cmd = [sys.executable, str(TEST_DIR / "rigged_perception_node.py"), "--ros-args", "--params-file",
