@@ -54,7 +54,7 @@ from hfl_ros.tracking import (  # noqa: E402
     TrackerConfig,
     smooth_poses,
 )
-from hfl_ros.tracking.tracker import _hand_pose, _set_hand_pose  # noqa: E402
+from hfl_ros.tracking.tracker import hand_pose_blocks, set_hand_pose_blocks  # noqa: E402
 
 FPS = 30.0
 K = np.array([[500.0, 0, 320], [0, 500.0, 240], [0, 0, 1]])
@@ -260,10 +260,10 @@ def run_offline(tracked) -> list[list[tuple[int, HandObjectResult]]]:
     for (kind, _), members in groups.items():
         times = np.array([k / FPS for k, _ in members])
         if kind == "hand":
-            poses = [_hand_pose(h) for _, h in members]
+            poses = [hand_pose_blocks(h) for _, h in members]
             p, R = smooth_poses(times, np.array([x[0] for x in poses]), np.array([x[1] for x in poses]), cfg)
             for (_, h), pi, Ri in zip(members, p, R, strict=True):
-                _set_hand_pose(h, pi, Ri)
+                set_hand_pose_blocks(h, pi, Ri)
         else:
             p, R = smooth_poses(
                 times,

@@ -23,6 +23,7 @@ accepts the new pose (a real jump) and restarts from it.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -119,57 +120,90 @@ class PoseFilter:
 
         ``accepted`` is False when the gate rejected the measurement; the prediction is returned instead.
         """
-        cfg = self.config
-        points = np.asarray(points, dtype=np.float64)
-        rotations = np.asarray(rotations, dtype=np.float64)
-        if cfg.mode == "none":
-            return points, rotations, True
-        if (
-            self._t is None
-            or self._x.shape != points.shape
-            or self._R.shape != rotations.shape
-            or t - self._t > cfg.restart_gap_s
+        return update_filters([self], t, [points], [rotations])[0]
+
+
+def _exp_all(blocks: list[np.ndarray]) -> list[np.ndarray]:
+    """exp of several (M_i, 3) tangent blocks in one call (per-call numpy overhead dominates at this size)."""
+    sizes = [len(b) for b in blocks]
+    if not sum(sizes):
+        return [np.zeros((0, 3, 3)) for _ in blocks]
+    return np.split(axis_angle_to_matrix(np.concatenate(blocks)), np.cumsum(sizes)[:-1])
+
+
+def update_filters(
+    filters: Sequence[PoseFilter], t: float, points: Sequence[np.ndarray], rotations: Sequence[np.ndarray]
+) -> list[tuple[np.ndarray, np.ndarray, bool]]:
+    """:meth:`PoseFilter.update` of several filters at one time t, with the rotation maps batched."""
+    out: list[tuple[np.ndarray, np.ndarray, bool] | None] = [None] * len(filters)
+    active: list[tuple[int, PoseFilter, np.ndarray, np.ndarray, float]] = []
+    for i, (f, z, Z) in enumerate(zip(filters, points, rotations, strict=True)):
+        z, Z = np.asarray(z, dtype=np.float64), np.asarray(Z, dtype=np.float64).reshape(-1, 3, 3)
+        if f.config.mode == "none":
+            out[i] = (z, Z, True)
+        elif (
+            f._t is None
+            or f._x.shape != z.shape
+            or f._R.shape != Z.shape
+            or t - f._t > f.config.restart_gap_s
         ):
-            return (*self._restart(t, points, rotations), True)
-        dt = max(t - self._t, 1e-6)
-        self._t = t
-        if cfg.mode == "constant_velocity":
-            x_pred = self._x + self._v * dt
-            R_pred = self._R @ axis_angle_to_matrix(self._w * dt) if rotations.size else self._R
+            out[i] = (*f._restart(t, z, Z), True)
         else:
-            x_pred, R_pred = self._x, self._R
-        r_x = points - x_pred
-        r_R = so3_log_residual(R_pred, rotations) if rotations.size else np.zeros((0, 3))
+            active.append((i, f, z, Z, max(t - f._t, 1e-6)))
+            f._t = t
+    if not active:
+        return out  # type: ignore[return-value]
+    # Prediction: constant velocity moves the pose on; the 1€ filter predicts no change.
+    cv = [f.config.mode == "constant_velocity" for _, f, _, _, _ in active]
+    steps = _exp_all(
+        [f._w * dt if is_cv else np.zeros((0, 3)) for (_, f, _, _, dt), is_cv in zip(active, cv)]
+    )
+    R_pred = [f._R @ step if is_cv else f._R for (_, f, _, _, _), step, is_cv in zip(active, steps, cv)]
+    x_pred = [f._x + f._v * dt if is_cv else f._x for (_, f, _, _, dt), is_cv in zip(active, cv)]
+    sizes = [len(Z) for _, _, _, Z, _ in active]
+    r_R_all = (
+        so3_log_residual(np.concatenate(R_pred), np.concatenate([Z for _, _, _, Z, _ in active]))
+        if sum(sizes)
+        else np.zeros((0, 3))
+    )
+    r_Rs = np.split(r_R_all, np.cumsum(sizes)[:-1])
+    tangents: list[np.ndarray] = []
+    for (i, f, z, Z, dt), is_cv, xp, Rp, r_R in zip(active, cv, x_pred, R_pred, r_Rs):
+        cfg = f.config
+        r_x = z - xp
         jump = (r_x.size and np.linalg.norm(r_x[0]) > cfg.gate_translation_m) or (
             r_R.size and np.linalg.norm(r_R[0]) > cfg.gate_rotation_rad
         )
         if jump:
-            self.rejections += 1
-            self._streak += 1
-            if self._streak >= cfg.gate_max_rejections:
-                return (*self._restart(t, points, rotations), True)
-            self._x, self._R = x_pred, R_pred
-            return x_pred.copy(), R_pred.copy(), False
-        self._streak = 0
-        if cfg.mode == "constant_velocity":
+            f.rejections += 1
+            f._streak += 1
+            if f._streak >= cfg.gate_max_rejections:
+                out[i] = (*f._restart(t, z, Z), True)
+            else:
+                f._x, f._R = xp, Rp
+                out[i] = (xp.copy(), Rp.copy(), False)
+            tangents.append(np.zeros((0, 3)))
+            continue
+        f._streak = 0
+        if is_cv:
             a_x = a_R = cfg.position_gain
-            self._x = x_pred + a_x * r_x
-            self._v = self._v + (cfg.velocity_gain / dt) * r_x
-            if rotations.size:
-                self._R = R_pred @ axis_angle_to_matrix(a_R * r_R)
-                self._w = self._w + (cfg.velocity_gain / dt) * r_R
-            return self._x.copy(), self._R.copy(), True
-        # 1€: the speed is the low-passed rate of change; the cut-off rises with it.
-        a_d = smoothing_factor(cfg.d_cutoff, dt)
-        self._dx = self._dx + a_d * (r_x / dt - self._dx)
-        a_x = smoothing_factor(cfg.min_cutoff + cfg.beta * _rms_norm(self._dx), dt)
-        self._x = x_pred + a_x * r_x
-        if rotations.size:
-            self._dw = self._dw + a_d * (r_R / dt - self._dw)
+            f._v = f._v + (cfg.velocity_gain / dt) * r_x
+            f._w = f._w + (cfg.velocity_gain / dt) * r_R
+        else:  # 1€: the speed is the low-passed rate of change; the cut-off rises with it
+            a_d = smoothing_factor(cfg.d_cutoff, dt)
+            f._dx = f._dx + a_d * (r_x / dt - f._dx)
+            a_x = smoothing_factor(cfg.min_cutoff + cfg.beta * _rms_norm(f._dx), dt)
+            f._dw = f._dw + a_d * (r_R / dt - f._dw)
             a_R = (
                 a_x
-                if self.shared_gain
-                else smoothing_factor(cfg.min_cutoff + cfg.rotation_beta * _rms_norm(self._dw), dt)
+                if f.shared_gain
+                else smoothing_factor(cfg.min_cutoff + cfg.rotation_beta * _rms_norm(f._dw), dt)
             )
-            self._R = R_pred @ axis_angle_to_matrix(a_R * r_R)
-        return self._x.copy(), self._R.copy(), True
+        f._x = xp + a_x * r_x
+        f._R = Rp
+        tangents.append(a_R * r_R)
+    for (i, f, _, _, _), step in zip(active, _exp_all(tangents)):
+        if out[i] is None:
+            f._R = f._R @ step
+            out[i] = (f._x.copy(), f._R.copy(), True)
+    return out  # type: ignore[return-value]

@@ -10,7 +10,7 @@ import numpy as np
 from ..geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 from ..results import HandEstimate, HandObjectResult, ObjectEstimate
 from .association import associate
-from .filters import FilterConfig, PoseFilter
+from .filters import FilterConfig, PoseFilter, update_filters
 
 
 @dataclass
@@ -85,7 +85,8 @@ def _position(part: HandEstimate | ObjectEstimate) -> np.ndarray:
     return position if valid and np.isfinite(position).all() else np.full(3, np.nan)
 
 
-def _hand_pose(hand: HandEstimate) -> tuple[np.ndarray, np.ndarray]:
+def hand_pose_blocks(hand: HandEstimate) -> tuple[np.ndarray, np.ndarray]:
+    """A hand as filter blocks: points (wrist, 21 joints, vertices), rotations (wrist, 16 MANO joints)."""
     points = np.concatenate(
         [hand.wrist_translation.reshape(1, 3), hand.joints3d, hand.verts3d.reshape(-1, 3)]
     )
@@ -98,7 +99,8 @@ def _hand_pose(hand: HandEstimate) -> tuple[np.ndarray, np.ndarray]:
     return points, rotations
 
 
-def _set_hand_pose(hand: HandEstimate, points: np.ndarray, rotations: np.ndarray) -> None:
+def set_hand_pose_blocks(hand: HandEstimate, points: np.ndarray, rotations: np.ndarray) -> None:
+    """The inverse of :func:`hand_pose_blocks`: write the blocks back into the hand."""
     hand.wrist_translation = points[0].copy()
     hand.joints3d = points[1:22].copy()
     hand.verts3d = points[22:].copy()
@@ -208,26 +210,54 @@ class Tracker:
         )
         for part, track in zip(parts, tracks, strict=True):
             part.track_id = track.track_id
-            self._filter(part, track, t)
+        self._filter(parts, tracks, t)
         return out
 
-    def _filter(self, part: HandEstimate | ObjectEstimate, track: Track, t: float) -> None:
+    def _filter(self, parts: list[HandEstimate | ObjectEstimate], tracks: list[Track], t: float) -> None:
+        """Filter every valid pose of the frame; the rotation maps of all tracks go in one batch."""
         if self.config.filter.mode == "none":
             return
-        if isinstance(part, HandEstimate):
-            if not part.translation_valid:  # wrist-relative joints would mix with absolute ones
-                return
-            points, rotations = _hand_pose(part)
-            if not (np.isfinite(points).all() and np.isfinite(rotations).all()):
-                return  # a broken estimate must not poison the track's state
-            points, rotations, accepted = track.filter.update(t, points, rotations)
-            _set_hand_pose(part, points, rotations)
-        else:
-            if not (part.valid and np.isfinite(part.translation).all() and np.isfinite(part.rotation).all()):
-                return
-            points, rotations, accepted = track.filter.update(
-                t, part.translation.reshape(1, 3), part.rotation.reshape(1, 3, 3)
-            )
-            part.translation, part.rotation = points[0].copy(), rotations[0].copy()
-        if not accepted:
-            self.gate_rejections += 1
+        jobs: list[tuple[HandEstimate | ObjectEstimate, Track, np.ndarray, np.ndarray]] = []
+        for part, track in zip(parts, tracks, strict=True):
+            if isinstance(part, HandEstimate):
+                # Wrist-relative joints (no translation) would mix with absolute ones.
+                points = np.concatenate(
+                    [part.wrist_translation.reshape(1, 3), part.joints3d, part.verts3d.reshape(-1, 3)]
+                )
+                mano = np.asarray(part.mano_pose, dtype=np.float64).reshape(16, 3)
+                usable = part.translation_valid and np.isfinite(points).all() and np.isfinite(mano).all()
+                rotations = part.wrist_rotation.reshape(1, 3, 3)
+            else:
+                points, rotations = part.translation.reshape(1, 3), part.rotation.reshape(1, 3, 3)
+                usable = part.valid and np.isfinite(points).all()
+            if usable and np.isfinite(rotations).all():  # a broken estimate must not poison the track
+                jobs.append((part, track, points, rotations))
+        if not jobs:
+            return
+        hand_jobs = [k for k, job in enumerate(jobs) if isinstance(job[0], HandEstimate)]
+        if hand_jobs:  # the MANO joint rotations join the wrist rotation, converted in one call
+            mano = axis_angle_to_matrix(
+                np.concatenate([np.reshape(jobs[k][0].mano_pose, (16, 3)) for k in hand_jobs])
+            ).reshape(-1, 16, 3, 3)
+            for k, joint_rotations in zip(hand_jobs, mano, strict=True):
+                part, track, points, wrist = jobs[k]
+                jobs[k] = (part, track, points, np.concatenate([wrist, joint_rotations]))
+        filtered = update_filters(
+            [tr.filter for _, tr, _, _ in jobs], t, [j[2] for j in jobs], [j[3] for j in jobs]
+        )
+        hand_rotations = []
+        for (part, _, _, _), (points, rotations, accepted) in zip(jobs, filtered, strict=True):
+            if not accepted:
+                self.gate_rejections += 1
+            if isinstance(part, HandEstimate):
+                part.wrist_translation = points[0].copy()
+                part.joints3d = points[1:22].copy()
+                part.verts3d = points[22:].copy()
+                part.wrist_rotation = rotations[0].copy()
+                hand_rotations.append(rotations[1:])
+            else:
+                part.translation, part.rotation = points[0].copy(), rotations[0].copy()
+        if hand_rotations:
+            mano_out = matrix_to_axis_angle(np.concatenate(hand_rotations)).reshape(-1, 48)
+            for k, pose in zip(hand_jobs, mano_out, strict=True):
+                jobs[k][0].mano_pose = pose
