@@ -4,7 +4,7 @@ Pure numpy (no rclpy, no torch): the node, the labeler and the benchmark share i
 """
 
 from .association import associate
-from .filters import FILTER_MODES, FilterConfig, PoseFilter
+from .filters import FILTER_MODES, FilterConfig, PoseFilter, update_filters
 from .smoother import SmootherConfig, smooth_poses
 from .tracker import Tracker, TrackerConfig
 
@@ -17,4 +17,5 @@ __all__ = [
     "TrackerConfig",
     "associate",
     "smooth_poses",
+    "update_filters",
 ]
