@@ -181,6 +181,24 @@ def test_object_frames_count_per_class():
     assert [n.object for n in frame_names(results)] == ["object_3_0", "object_3_1", "object_7_0"]
 
 
+def test_tracked_hands_and_objects_keep_their_frame_names_whatever_the_detection_order():
+    def tracked(side, hand_track, obj_track, box, seed):
+        result = make_result(side, object_box=box, seed=seed)
+        result.hand.track_id, result.object.track_id = hand_track, obj_track
+        return result
+
+    a = tracked("right", 4, 9, (0, 0, 10, 10), 0)
+    b = tracked("right", 2, 12, (20, 20, 30, 30), 1)
+    untracked = make_result("right", object_box=(40, 40, 50, 50), seed=2)
+    for order in ([a, b, untracked], [untracked, b, a], [b, untracked, a]):
+        names = {id(r): n for r, n in zip(order, frame_names(order), strict=True)}
+        assert (names[id(b)].wrist, names[id(a)].wrist, names[id(untracked)].wrist) == \
+            ("right_wrist", "right_wrist_1", "right_wrist_2")
+        assert (names[id(a)].object, names[id(b)].object, names[id(untracked)].object) == \
+            ("object_3_0", "object_3_1", "object_3_2")
+        assert names[id(a)].joints[0] == "right_thumb_mcp_1"
+
+
 def test_detection3d_box_from_model(types):
     results = [make_result(), make_result("left", seed=1),
                make_result("right", class_id="9", object_box=(1, 1, 5, 5), seed=2),

@@ -208,33 +208,46 @@ def frame_names(results: Sequence[HandObjectResult], prefix: str = "") -> list[F
     - objects: ``<prefix>object_<class_id>_<n>``, n counting valid objects of that class from 0 (class ids
       are made frame-safe: characters other than letters, digits and ``_`` become ``_``). An object box
       paired with two hands gets one frame.
-    Invalid estimates get None.
+    Tracked estimates (``track_id`` > 0) are counted in the order of their track ids, before untracked ones,
+    so two hands of a side or two objects of a class keep their names from frame to frame whatever order the
+    detector lists them in. Invalid estimates get None.
     """
-    side_count = {Side.RIGHT: 0, Side.LEFT: 0}
-    class_count: dict[str, int] = {}
-    seen_objects: list[tuple[str, np.ndarray, str]] = []
-    names: list[FrameNames] = []
-    for result in results:
-        wrist = joints = obj_name = None
+    hand_rank: dict[int, int] = {}  # result index -> k
+    object_key: dict[int, tuple[str, tuple]] = {}  # result index -> (class id, box) of its distinct object
+    hands_of: dict[Side, list[tuple[tuple[int, int], int]]] = {Side.RIGHT: [], Side.LEFT: []}
+    objects_of: dict[str, dict[tuple, tuple[int, int]]] = {}  # class -> box -> order key
+    for i, result in enumerate(results):
         if hand_is_valid(result):
+            hands_of[Side(result.hand.side)].append((_order(result.hand.track_id, i), i))
+        if object_is_valid(result):
+            cid = str(result.object.class_id)
+            box = tuple(np.asarray(result.object.box, dtype=np.float64).ravel().tolist())
+            object_key[i] = (cid, box)
+            seen = objects_of.setdefault(cid, {})
+            seen[box] = min(seen.get(box, (2, i)), _order(result.object.track_id, i))
+    for entries in hands_of.values():
+        for k, (_, i) in enumerate(sorted(entries)):
+            hand_rank[i] = k
+    object_rank = {(cid, box): n for cid, boxes in objects_of.items()
+                   for n, box in enumerate(sorted(boxes, key=boxes.__getitem__))}
+    names: list[FrameNames] = []
+    for i, result in enumerate(results):
+        wrist = joints = obj_name = None
+        if i in hand_rank:
             side = Side(result.hand.side)
-            k = side_count[side]
-            side_count[side] += 1
-            suffix = f"_{k}" if k else ""
+            suffix = f"_{hand_rank[i]}" if hand_rank[i] else ""
             wrist = f"{prefix}{side.value}_wrist{suffix}"
             joints = tuple(f"{prefix}{side.value}_{JOINT_NAMES[j]}{suffix}" for j in range(1, NUM_JOINTS))
-        if object_is_valid(result):
-            obj = result.object
-            cid = str(obj.class_id)
-            box = np.asarray(obj.box, dtype=np.float64)
-            obj_name = next((n for c, b, n in seen_objects if c == cid and np.array_equal(b, box)), None)
-            if obj_name is None:
-                n = class_count.get(cid, 0)
-                class_count[cid] = n + 1
-                obj_name = f"{prefix}object_{_frame_safe(cid)}_{n}"
-                seen_objects.append((cid, box, obj_name))
+        if i in object_key:
+            cid = object_key[i][0]
+            obj_name = f"{prefix}object_{_frame_safe(cid)}_{object_rank[object_key[i]]}"
         names.append(FrameNames(wrist, joints, obj_name))
     return names
+
+
+def _order(track_id: int, index: int) -> tuple[int, int]:
+    """Sort key: tracked estimates by track id, then untracked ones in list order."""
+    return (0, int(track_id)) if track_id else (1, index)
 
 
 # ----------------------------------------------------------------------------------------------------
