@@ -8,10 +8,12 @@ Pure helpers of the node (queue, parameters, frame processing, diagnostics) are 
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -349,23 +351,18 @@ def node_assets(tmp_path_factory):
     return make_node_assets(tmp_path_factory.mktemp("node_assets"))
 
 
-@pytest.fixture(scope="module")
-def harness(node_assets, tmp_path_factory):
+@contextlib.contextmanager
+def running_node(script: str, directory: Path, params: dict, domain: int) -> Iterator[Harness]:
+    """``test/<script>`` started with these parameters and the camera/detector remaps, as a ready Harness;
+    stopped when the block ends."""
     import os
 
-    directory = tmp_path_factory.mktemp("node_run")
-    params = write_params_file(directory / "params.yaml", {
-        **node_assets, "num_threads": 1, "tf_prefix": "test/", "marker_lifetime": 0.7,
-        "publish_vertices": True, "publish_debug_image": True, "diagnostics_period": 0.3,
-        "camera_info_max_age": 5.0, "camera_info_wait": 0.1, "qos_input_reliability": "reliable",
-        "qos_input_depth": 10,
-    })
-    domain = module_domain_id(__name__)
+    params_file = write_params_file(directory / "params.yaml", params)
     env = {**os.environ, "ROS_DOMAIN_ID": str(domain), "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1",
            "PYTHONPATH": os.pathsep.join([str(REPO), str(HERE), os.environ.get("PYTHONPATH", "")])}
-    cmd = [sys.executable, str(HERE / "rigged_perception_node.py"), "--ros-args",
-           "--params-file", str(params), "-r", "image:=/cam/image_raw", "-r", "camera_info:=/cam/camera_info",
-           "-r", "detections:=/detector/detections"]
+    cmd = [sys.executable, str(HERE / script), "--ros-args",
+           "--params-file", str(params_file), "-r", "image:=/cam/image_raw", "-r",
+           "camera_info:=/cam/camera_info", "-r", "detections:=/detector/detections"]
     proc = start_process(cmd, env, directory)
     session = RosSession(domain)
     h = Harness(session, proc)
@@ -375,6 +372,19 @@ def harness(node_assets, tmp_path_factory):
     finally:
         stop_process(proc)
         session.close()
+
+
+@pytest.fixture(scope="module")
+def harness(node_assets, tmp_path_factory):
+    params = {
+        **node_assets, "num_threads": 1, "tf_prefix": "test/", "marker_lifetime": 0.7,
+        "publish_vertices": True, "publish_debug_image": True, "diagnostics_period": 0.3,
+        "camera_info_max_age": 5.0, "camera_info_wait": 0.1, "qos_input_reliability": "reliable",
+        "qos_input_depth": 10,
+    }
+    with running_node("rigged_perception_node.py", tmp_path_factory.mktemp("node_run"), params,
+                      module_domain_id(__name__)) as h:
+        yield h
 
 
 def _matrix(q) -> np.ndarray:

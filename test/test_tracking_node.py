@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import os
-import sys
-
 import numpy as np
 import pytest
 
 rclpy = pytest.importorskip("rclpy")
 
 from builtin_interfaces.msg import Time  # noqa: E402
-from node_harness import RosSession, set_parameters, start_process, stop_process  # noqa: E402
-from ros_helpers import HAND_T, OBJECT_T, make_node_assets, module_domain_id, write_params_file  # noqa: E402
+from node_harness import set_parameters  # noqa: E402
+from ros_helpers import HAND_T, OBJECT_T, make_node_assets, module_domain_id  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
-from test_perception_node import HERE, NODE, REPO, Harness  # noqa: E402
+from test_perception_node import NODE, Harness, running_node  # noqa: E402
 
 pytestmark = pytest.mark.ros
 FRAMES = 24
@@ -27,26 +24,13 @@ def harness(tmp_path_factory):
 
     torch.set_num_threads(1)
     assets = make_node_assets(tmp_path_factory.mktemp("node_assets"))
-    directory = tmp_path_factory.mktemp("node_run")
-    params = write_params_file(directory / "params.yaml", {
+    params = {
         **assets, "num_threads": 1, "diagnostics_period": 0.3, "camera_info_max_age": 5.0,
         "qos_input_reliability": "reliable", "qos_input_depth": 10, "publish_joint_tf": False,
-    })
-    domain = module_domain_id(__name__)
-    env = {**os.environ, "ROS_DOMAIN_ID": str(domain), "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1",
-           "PYTHONPATH": os.pathsep.join([str(REPO), str(HERE), os.environ.get("PYTHONPATH", "")])}
-    cmd = [sys.executable, str(HERE / "rigged_noisy_perception_node.py"), "--ros-args",
-           "--params-file", str(params), "-r", "image:=/cam/image_raw", "-r", "camera_info:=/cam/camera_info",
-           "-r", "detections:=/detector/detections"]
-    proc = start_process(cmd, env, directory)
-    session = RosSession(domain)
-    h = Harness(session, proc)
-    try:
-        h.wait_ready()
+    }
+    with running_node("rigged_noisy_perception_node.py", tmp_path_factory.mktemp("node_run"), params,
+                      module_domain_id(__name__)) as h:
         yield h
-    finally:
-        stop_process(proc)
-        session.close()
 
 
 def _run(harness: Harness, first_sec: int) -> tuple[dict[str, np.ndarray], list[tuple[int, ...]]]:
