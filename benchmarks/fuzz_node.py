@@ -85,21 +85,25 @@ class Kind:
     counter: str | None
     send: Callable[[Fuzzer, Any], None]
     min_count: int = 1
+    transport: str = "raw"  # the node's image_transport: "compressed" kinds get a node of their own
 
 
 class Fuzzer:
     """The test side: publishers of the node's inputs, the poses and diagnostics received, good frames."""
 
-    def __init__(self, session: Any, proc: Any) -> None:
+    def __init__(self, session: Any, proc: Any, transport: str = "raw") -> None:
         from diagnostic_msgs.msg import DiagnosticArray
         from hfl_ros.msg import HandObjectPoseArray
         from node_harness import RELIABLE
-        from sensor_msgs.msg import CameraInfo, Image
+        from sensor_msgs.msg import CameraInfo, CompressedImage, Image
         from vision_msgs.msg import Detection2DArray
 
-        self.session, self.proc = session, proc
+        self.session, self.proc, self.transport = session, proc, transport
         node = session.node
-        self.pub_image = node.create_publisher(Image, "/fuzz/image", RELIABLE)
+        if transport == "compressed":
+            self.pub_image = node.create_publisher(CompressedImage, "/fuzz/image/compressed", RELIABLE)
+        else:
+            self.pub_image = node.create_publisher(Image, "/fuzz/image", RELIABLE)
         self.pub_info = node.create_publisher(CameraInfo, "/fuzz/camera_info", RELIABLE)
         self.pub_dets = node.create_publisher(Detection2DArray, "/fuzz/detections", RELIABLE)
         self.sub_poses, self.poses = session.subscribe(HandObjectPoseArray, f"{NODE}/hand_object_poses")
@@ -130,6 +134,15 @@ class Fuzzer:
         values.update(fields)
         return Image(header=self.header(stamp), **values)
 
+    def compressed(self, stamp: Any, data: bytes | None = None, fmt: str = "jpeg") -> Any:
+        """A sensor_msgs/CompressedImage: the JPEG of the good image, or ``data`` as it is."""
+        import cv2
+        from sensor_msgs.msg import CompressedImage
+
+        if data is None:
+            data = cv2.imencode(".jpg", self.rgb[:, :, ::-1])[1].tobytes()
+        return CompressedImage(header=self.header(stamp), format=fmt, data=data)
+
     def info(self, stamp: Any, **fields: Any) -> Any:
         from sensor_msgs.msg import CameraInfo
 
@@ -159,7 +172,9 @@ class Fuzzer:
         """camera_info (unless ``info`` is None), image and detections, all with ``stamp`` by default."""
         if info is not None:
             self.pub_info.publish(self.info(stamp) if info is True else info)
-        self.pub_image.publish(self.image(stamp) if image is None else image)
+        if image is None:
+            image = self.compressed(stamp) if self.transport == "compressed" else self.image(stamp)
+        self.pub_image.publish(image)
         self.pub_dets.publish(self.detections(stamp) if dets is None else dets)
 
     # -- observations ----------------------------------------------------------------------------------
@@ -230,6 +245,20 @@ def _encoding_kind(encoding: str) -> Kind:
     counter = None if encoding.strip().lower() in SUPPORTED else "failures_bad_image"
     return _image_kind(f"encoding_{encoding.strip() or 'empty'}", counter, encoding=encoding, step=W * bpp,
                        data=data)
+
+
+def _compressed_kind(name: str, counter: str | None, data: Callable[[Fuzzer], bytes],
+                     fmt: str = "jpeg") -> Kind:
+    def send(f: Fuzzer, stamp: Any) -> None:
+        f.send(stamp, image=f.compressed(stamp, data(f), fmt))
+
+    return Kind(name, "image", counter, send, transport="compressed")
+
+
+def _png(f: Fuzzer) -> bytes:
+    import cv2
+
+    return cv2.imencode(".png", f.rgb[:, :, ::-1])[1].tobytes()
 
 
 def _info_kind(name: str, counter: str | None, **fields: Any) -> Kind:
@@ -379,6 +408,12 @@ def kinds() -> list[Kind]:
         _param_kind("param_wrong_type_bool", {"hand_score_threshold": True}),
         _param_kind("param_read_only", {"queue_policy": "all"}),
         _param_kind("param_wrong_type_read_only", {"sync_slop": "soon"}),
+        _compressed_kind("compressed_garbage", "failures_bad_image",
+                         lambda f: bytes(np.random.default_rng(2).integers(0, 256, 5000, dtype=np.uint8))),
+        _compressed_kind("compressed_empty", "failures_bad_image", lambda f: b""),
+        _compressed_kind("compressed_text", "failures_bad_image", lambda f: b"hello, not an image"),
+        _compressed_kind("compressed_png_header_only", "failures_bad_image", lambda f: _png(f)[:40], "png"),
+        _compressed_kind("compressed_png_labelled_jpeg", None, _png, "jpeg"),
     ]
     return out
 
@@ -398,12 +433,13 @@ def start_node(directory: Path, domain: int, assets: dict[str, str], **overrides
     from node_harness import start_process
     from ros_helpers import write_params_file
 
+    directory.mkdir(parents=True, exist_ok=True)
     params = write_params_file(directory / "params.yaml", {**node_params(assets), **overrides})
     env = {**os.environ, "ROS_DOMAIN_ID": str(domain), "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1",
            "PYTHONPATH": os.pathsep.join([str(REPO), str(TEST_DIR), os.environ.get("PYTHONPATH", "")])}
     cmd = [sys.executable, str(TEST_DIR / "rigged_perception_node.py"), "--ros-args", "--params-file",
-           str(params), "-r", "image:=/fuzz/image", "-r", "camera_info:=/fuzz/camera_info", "-r",
-           "detections:=/fuzz/detections"]
+           str(params), "-r", "image:=/fuzz/image", "-r", "image/compressed:=/fuzz/image/compressed", "-r",
+           "camera_info:=/fuzz/camera_info", "-r", "detections:=/fuzz/detections"]
     return start_process(cmd, env, directory / "node")
 
 
@@ -470,10 +506,38 @@ def check_log(text: str, duration_s: float, rows: list[dict[str, Any]]) -> dict[
             "throttled": all(n <= limit for n in lines.values())}
 
 
+def _run_phase(session: Any, directory: Path, domain: int, assets: dict[str, str], transport: str,
+               todo: list[Kind], rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """One node with ``image_transport`` = ``transport`` gets ``todo``; rows appended; its log checked."""
+    from node_harness import stop_process
+
+    proc = start_node(directory, domain, assets, image_transport=transport)
+    started = time.monotonic()
+    fuzzer = Fuzzer(session, proc, transport)
+    try:
+        fuzzer.wait_ready()
+        fuzzer.processed = 0
+        if not fuzzer.good_frame():
+            raise RuntimeError(f"the node ({transport}) does not answer a good frame before any fuzzing")
+        fuzzer.processed = len(fuzzer.poses)
+        for kind in todo:
+            rows.append(try_kind(fuzzer, kind))
+            print(json.dumps(rows[-1]), flush=True)
+            if not rows[-1]["survived"]:
+                break
+        return check_log(fuzzer.log_text(), time.monotonic() - started, rows)
+    finally:
+        stop_process(proc)
+        for entity in (fuzzer.pub_image, fuzzer.pub_info, fuzzer.pub_dets):
+            session.node.destroy_publisher(entity)
+        for entity in (fuzzer.sub_poses, fuzzer.sub_diag):
+            session.node.destroy_subscription(entity)
+
+
 def run(names: list[str] | None = None, work: Path | None = None) -> dict[str, Any]:
     """Start a node, try the kinds (all, or ``names``), stop the node; the summary."""
     import torch
-    from node_harness import RosSession, stop_process
+    from node_harness import RosSession
     from ros_helpers import make_node_assets, module_domain_id
 
     torch.set_num_threads(1)
@@ -481,29 +545,30 @@ def run(names: list[str] | None = None, work: Path | None = None) -> dict[str, A
     directory = Path(tmp.name) if tmp is not None else work
     selected = [k for k in kinds() if names is None or k.name in names]
     domain = module_domain_id("fuzz_node")
-    proc = start_node(directory, domain, make_node_assets(directory / "assets"))
+    assets = make_node_assets(directory / "assets")
     session = RosSession(domain, "fuzz_node")
     rows: list[dict[str, Any]] = []
+    logs: list[dict[str, Any]] = []
     started = time.monotonic()
     try:
-        fuzzer = Fuzzer(session, proc)
-        fuzzer.wait_ready()
-        fuzzer.processed = 0
-        if not fuzzer.good_frame():
-            raise RuntimeError("the node does not answer a good frame before any fuzzing")
-        fuzzer.processed = len(fuzzer.poses)
-        for kind in selected:
-            rows.append(try_kind(fuzzer, kind))
-            print(json.dumps(rows[-1]), flush=True)
-            if not rows[-1]["survived"]:
-                break
+        for transport in ("raw", "compressed"):
+            todo = [k for k in selected if k.transport == transport]
+            if todo:
+                phase_rows: list[dict[str, Any]] = []
+                logs.append(_run_phase(session, directory / transport, domain, assets, transport, todo,
+                                       phase_rows))
+                rows += phase_rows
+                if not all(r["survived"] for r in phase_rows):
+                    break
         duration = time.monotonic() - started
-        log = check_log(fuzzer.log_text(), duration, rows)
     finally:
-        stop_process(proc)
         session.close()
         if tmp is not None:
             tmp.cleanup()
+    log = {"throttled": all(item["throttled"] for item in logs), "lines_per_reason": {}}
+    for item in logs:
+        for reason, count in item["lines_per_reason"].items():
+            log["lines_per_reason"][reason] = log["lines_per_reason"].get(reason, 0) + count
     faults = [r for r in rows if r["counter"] is not None]
     kind_by_name = {k.name: k for k in selected}
 
