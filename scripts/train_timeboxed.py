@@ -2,14 +2,15 @@
 """Train within a wall-clock budget: measure the step rate, size the epochs and the LR drop to fit, export.
 
     python scripts/train_timeboxed.py --config config/train_demo_gpu.yaml --budget-s 420 --out OUT \\
-        [--set section.key=value ...]
+        [--val-split evaluation] [--set section.key=value ...]
 
-For a GPU lent for minutes (how the demo model's second stage was trained): after ``--probe-steps`` steps
+For a GPU lent for minutes (the demo model's second stage, docs/demo.md): after ``--probe-steps`` steps
 the step rate is known, so the run gets as many whole epochs as fit in the budget, with the learning rate
 dropped by ``optim.lr_gamma`` for the last ``--drop-fraction`` of them (the config's epochs and lr_step are
-replaced). A watchdog stops training at the budget whatever happens, so the weights (float32, in parts that
-fit a file-size limit), the log and ``timeboxed.json`` (figures of the run) are always written to OUT ($OUT
-when set). Export the shipped fp16 file from the rejoined weights with
+replaced). With ``--val-split`` a held-out split is scored every ``--val-every`` steps and the best weights
+are the ones returned. A watchdog stops training at the budget whatever happens, so the weights (float32,
+in parts that fit a file-size limit), the log and ``timeboxed.json`` (figures of the run) are always written
+to OUT ($OUT when set). Export the shipped fp16 file from the rejoined weights with
 ``python -m hfl_ros.demo.export_model``.
 """
 
@@ -45,6 +46,56 @@ def write_weights_in_parts(trainer, path: Path, part_mib: float) -> list[str]:
     return names
 
 
+class Validation:
+    """The mean training loss of a held-out split (no augmentation, evaluation mode), with the best weights
+    seen kept in memory."""
+
+    def __init__(self, trainer, config, split: str):
+        from torch.utils.data import DataLoader
+
+        from hfl_ros.data.torch_dataset import HandObjectTrainingDataset
+        from hfl_ros.train.config import config_from_dict
+        from hfl_ros.train.trainer import build_samples
+
+        values = config.to_dict()
+        values["data"]["split"] = split
+        samples = build_samples(config_from_dict(values))
+        dataset = HandObjectTrainingDataset(samples, input_size=trainer.net.input_size, augment=None)
+        self.loader = DataLoader(dataset, batch_size=config.run.batch_size,
+                                 num_workers=min(4, config.data.workers))
+        self.trainer = trainer
+        self.history: list[dict] = []
+        self.best: tuple[float, int, dict] | None = None
+
+    def score(self) -> float:
+        import torch
+
+        trainer = self.trainer
+        trainer.model.eval()
+        total, count = 0.0, 0
+        with torch.no_grad():
+            for batch in self.loader:
+                batch = {k: v.to(trainer.device) for k, v in batch.items()}
+                out = trainer.model(batch["image"], batch["hand_box"], batch["object_box"])
+                loss, _ = trainer.loss_fn(out, batch)
+                total, count = total + float(loss) * len(batch["image"]), count + len(batch["image"])
+        trainer.model.train()
+        value, step = total / max(count, 1), trainer.state.global_step
+        self.history.append({"step": step, "loss": value})
+        print(f"validation at step {step}: {value:.5g}", flush=True)
+        if self.best is None or value < self.best[0]:
+            state = {k: v.detach().to("cpu", copy=True) for k, v in trainer.net.state_dict().items()}
+            self.best = (value, step, state)
+        return value
+
+    def restore_best(self) -> int | None:
+        """Put the best weights back into the network; returns their step."""
+        if self.best is None:
+            return None
+        self.trainer.net.load_state_dict(self.best[2])
+        return self.best[1]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -55,6 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--probe-steps", type=int, default=60)
     parser.add_argument("--drop-fraction", type=float, default=0.2, help="share of epochs at the lower LR")
     parser.add_argument("--reserve-s", type=float, default=25.0, help="kept for the final save and export")
+    parser.add_argument("--val-split", help="split of data.root scored (no augmentation) every --val-every "
+                        "steps; the weights returned are those of the best score")
+    parser.add_argument("--val-every", type=int, default=200)
     parser.add_argument("--part-mib", type=float, default=15.0,
                         help="weights are written in parts of at most this size (rejoin with cat)")
     args = parser.parse_args(argv)
@@ -106,12 +160,25 @@ def main(argv: list[str] | None = None) -> int:
           f"LR x{config.optim.lr_gamma} from epoch {lr_step + 1}", flush=True)
 
     history: list = []
+    validation = Validation(trainer, config, args.val_split) if args.val_split else None
     try:
-        history = trainer.train().history
+        while True:
+            if validation is None:
+                history += trainer.train().history
+                break
+            validation.score()
+            before = trainer.state.global_step
+            history += trainer.train(max_steps=before + args.val_every).history
+            if trainer.state.global_step < before + args.val_every:  # the epochs or the budget are done
+                validation.score()
+                break
     except InputError as exc:  # a run of non-finite steps: the weights are those of the last good step
         summary["stopped_by_error"] = str(exc)
         print(f"training stopped: {exc}", flush=True)
     watchdog.cancel()
+    if validation is not None:
+        summary["validation"] = validation.history
+        summary["returned_step"] = validation.restore_best()
     summary.update(
         steps=trainer.state.global_step, epochs_done=trainer.state.epoch,
         stopped_by_watchdog=trainer.state.epoch < epochs, train_seconds=time.monotonic() - start,

@@ -61,6 +61,7 @@ class OptimConfig:
     scheduler_stop_epoch: int | None = None  # decay only after epochs <= this (DexYCB 35); None: always
     epochs: int = 70  # HO3D 70, DexYCB 40
     clip_grad_norm: float | None = None  # not in the paper; caps the gradient norm of from-scratch runs
+    warmup_steps: int = 0  # not in the paper; the LR rises linearly over the first N steps (fine-tuning)
 
 
 @dataclass
@@ -103,6 +104,8 @@ class TrainConfig:
             raise InputError("optim.epochs and optim.lr_step must be positive")
         if not 0 <= self.model.frozen_stages <= 5:
             raise InputError(f"model.frozen_stages must be 0..5, got {self.model.frozen_stages}")
+        if not isinstance(self.optim.warmup_steps, int) or self.optim.warmup_steps < 0:
+            raise InputError(f"optim.warmup_steps must be an integer >= 0, got {self.optim.warmup_steps!r}")
         clip = self.optim.clip_grad_norm
         if clip is not None and not (isinstance(clip, int | float) and clip > 0):
             raise InputError(f"optim.clip_grad_norm must be a positive number or null, got {clip!r}")

@@ -389,6 +389,7 @@ class Trainer:
         to the host in one copy after the step (one synchronisation per step on CUDA).
         """
         batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+        scheduled = self._apply_warmup()
         buffers = [b for m in self.net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
                    for b in m.buffers()]
         saved = [b.detach().clone() for b in buffers]
@@ -413,7 +414,22 @@ class Trainer:
             self.scaler.update()
         elif applied:
             self.optimizer.step()
+        for group, lr in zip(self.optimizer.param_groups, scheduled, strict=False):
+            group["lr"] = lr  # the schedule only ever sees its own values
         return loss_value, dict(zip(terms, values[2:], strict=True)), applied
+
+    def _apply_warmup(self) -> list[float]:
+        """During the first ``optim.warmup_steps`` steps, scale the LR of this step by (step + 1) / warmup (it
+        depends only on the step count, so a resumed run continues the same ramp); returns the schedule's
+        LRs to put back after the step (empty when there is no warm-up)."""
+        warmup = self.config.optim.warmup_steps
+        if warmup <= 0 or self.state.global_step >= warmup:
+            return []
+        scheduled = [group["lr"] for group in self.optimizer.param_groups]
+        factor = (self.state.global_step + 1) / warmup
+        for group, lr in zip(self.optimizer.param_groups, scheduled, strict=True):
+            group["lr"] = lr * factor
+        return scheduled
 
     def _describe_skip(self, loss: float, terms: dict[str, float]) -> str:
         """Why a step was skipped: its non-finite loss terms, else the first parameters with bad gradients."""
