@@ -601,8 +601,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", help="comma-separated kind names (default: all)")
     parser.add_argument("--out", type=Path, help="also write the summary JSON here")
+    parser.add_argument("--work", type=Path,
+                        help="keep the assets and the node logs here (default: a temporary directory)")
     args = parser.parse_args()
-    summary = run(args.only.split(",") if args.only else None)
+    summary = run(args.only.split(",") if args.only else None, args.work)
     if args.out:
         args.out.write_text(json.dumps(summary, indent=1))
     rows = summary.pop("rows")
