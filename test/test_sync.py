@@ -77,6 +77,20 @@ def test_jump_back_resets_instead_of_discarding():
     assert sync.add(1, seconds_to_ns(0.0), "det0") == [(0, ("img0", "det0"))]
 
 
+def test_partners_lagging_behind_a_burst_are_late_not_a_jump_back():
+    """A burst of images 10..49 s, then a good frame at 50 s, then their detections: the detections are up to
+    40 s older than the newest image, but not older than their own input's newest, so nothing resets and the
+    good frame is matched (the burst's first images were evicted by the queue limit)."""
+    sync = StampSynchronizer(2, queue_size=30, reset_on_jump_back_s=1.0)
+    for sec in range(10, 51):
+        assert sync.add(0, seconds_to_ns(sec), f"img{sec}") == []
+    matched = [m for sec in range(10, 51) for m in sync.add(1, seconds_to_ns(sec), f"det{sec}")]
+    assert sync.resets == 0
+    assert matched[-1] == (seconds_to_ns(50), ("img50", "det50"))
+    assert [m[0] for m in matched] == [seconds_to_ns(sec) for sec in range(21, 51)]
+    assert sync.dropped_per_input == [11, 0]
+
+
 def test_without_reset_a_jump_back_is_unmatched():
     sync = StampSynchronizer(2)
     sync.add(0, seconds_to_ns(10.0), "img10")

@@ -70,8 +70,9 @@ class StampSynchronizer:
     Each input keeps at most ``queue_size`` waiting messages; the oldest beyond that is evicted (counted in
     :attr:`dropped`). With ``max_age_s``, messages older than the newest stamp seen minus ``max_age_s`` are
     discarded as unmatched too, so an input whose partner never comes is reported promptly. With
-    ``reset_on_jump_back_s``, a stamp that much older than the newest one (a replayed bag restarting) resets
-    the synchroniser instead of being discarded. Per-input counts are in :attr:`unmatched_per_input` and
+    ``reset_on_jump_back_s``, a stamp that much older than the newest one of its own input (a replayed bag
+    restarting) resets the synchroniser instead of being discarded; a message that lags behind a burst of
+    another input does not. Per-input counts are in :attr:`unmatched_per_input` and
     :attr:`dropped_per_input`.
     """
 
@@ -90,6 +91,7 @@ class StampSynchronizer:
         self.jump_back_ns = None if reset_on_jump_back_s is None else seconds_to_ns(reset_on_jump_back_s)
         self.resets = 0
         self._newest_ns: int | None = None
+        self._newest_per_input: list[int | None] = [None] * num_inputs
         self._queues = [_StampQueue() for _ in range(num_inputs)]
         self._last_emitted_ns: int | None = None
         self.dropped_per_input = [0] * num_inputs
@@ -113,14 +115,19 @@ class StampSynchronizer:
         """Add one message of input ``index``; return the sets it completed (zero or one)."""
         if not 0 <= index < self.num_inputs:
             raise IndexError(f"input index {index} out of range [0, {self.num_inputs})")
-        if (self.jump_back_ns is not None and self._newest_ns is not None
-                and stamp_ns < self._newest_ns - self.jump_back_ns):
-            self.reset()  # time jumped back (e.g. a bag replayed in a loop): start over
+        own_newest = self._newest_per_input[index]
+        if (self.jump_back_ns is not None and own_newest is not None
+                and stamp_ns < own_newest - self.jump_back_ns):
+            # Time jumped back (e.g. a bag replayed in a loop): start over. Judged per input, since a partner
+            # that lags behind a burst of another input is late, not a jump.
+            self.reset()
             self.resets += 1
+            own_newest = None
         if self._last_emitted_ns is not None and stamp_ns < self._last_emitted_ns - self.slop_ns:
             self.unmatched_per_input[index] += 1
             return []
         self._newest_ns = stamp_ns if self._newest_ns is None else max(self._newest_ns, stamp_ns)
+        self._newest_per_input[index] = stamp_ns if own_newest is None else max(own_newest, stamp_ns)
         queue = self._queues[index]
         queue.insert(stamp_ns, msg)
         if len(queue) > self.queue_size:
@@ -137,6 +144,7 @@ class StampSynchronizer:
             queue.pop_front(len(queue))
         self._last_emitted_ns = None
         self._newest_ns = None
+        self._newest_per_input = [None] * self.num_inputs
 
     def _discard_older_than(self, limit_ns: int) -> None:
         for i, queue in enumerate(self._queues):
