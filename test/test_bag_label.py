@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import struct
 from collections import defaultdict
@@ -36,6 +37,7 @@ from hfl_ros.bag.frames import cdr_header
 from hfl_ros.bag.label import LabelOptions, camera_info_sibling, label_bag
 from hfl_ros.bag.records import ARRAY_NAMES
 from hfl_ros.bag.typestore import typestore
+from hfl_ros.errors import HflRosError
 
 POSES = "/hfl_perception/hand_object_poses"
 OBJECTS = "/hfl_perception/objects"
@@ -357,6 +359,17 @@ def test_image_without_camera_info(tmp_path, estimator):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["frames_without_camera_info"] == 2 and summary["error_reason"] == "no_camera_info"
     assert_jsonl_matches_npz(out)
+
+
+def test_camera_info_of_another_resolution_is_a_bad_frame(tmp_path, estimator):
+    """As in the node: a K calibrated for 640x480 must not be used on the bag's 200x160 images."""
+    bag = write_bag(tmp_path / "in", frame_specs(3), info_size=(640, 480))
+    out = tmp_path / "out"
+    with contextlib.suppress(HflRosError):
+        label_bag(_options(bag, out), estimator)
+    records = jsonl(out)
+    assert [r["status"] for r in records] == ["bad_camera_info"] * 3
+    assert "640x480" in records[0]["error"] and estimator.frames == 0
 
 
 def test_stamps_out_of_order(tmp_path, estimator):

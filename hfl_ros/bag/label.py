@@ -36,6 +36,7 @@ from ..ros.convert import (
     SUPPORTED_ENCODINGS,
     LabelMap,
     camera_info_to_K,
+    check_camera_info_size,
     compressed_to_rgb,
     detections_from_msg,
     image_to_rgb,
@@ -156,7 +157,8 @@ def prepare_frame(frame: SyncedFrame, label_map: LabelMap) -> PreparedFrame:
         if frame.camera_info is None:
             raise MissingCameraInfoError(
                 f"no camera_info at or before the image stamp {frame.stamp_ns} ns on {frame.image.topic}")
-        prepared.K = camera_info_to_K(frame.camera_info.deserialize())
+        camera_info = frame.camera_info.deserialize()
+        prepared.K = camera_info_to_K(camera_info)
         msg = frame.image.deserialize()
         if frame.image.msgtype.endswith("/CompressedImage"):
             prepared.image = compressed_to_rgb(msg)
@@ -167,6 +169,8 @@ def prepare_frame(frame: SyncedFrame, label_map: LabelMap) -> PreparedFrame:
                     f"unsupported image encoding {encoding!r} on {frame.image.topic}; supported: "
                     f"{', '.join(SUPPORTED_ENCODINGS)} and sensor_msgs/CompressedImage")
             prepared.image = image_to_rgb(msg)
+        height, width = prepared.image.shape[:2]
+        check_camera_info_size(camera_info, width, height)  # as the node: a K for another resolution
     except HflRosError as exc:
         prepared.status, prepared.error = exc.reason, exc
     except Exception as exc:  # a malformed message is a bad frame, not a crash

@@ -106,14 +106,16 @@ def make_detections(stamp_ns: int, object_class: str = "3") -> Any:
 
 def write_bag(path: Path, frames: Sequence[FrameSpec], *, storage: str = "mcap", width: int = 200,
               height: int = 160, detection_delay_ns: int = 5_000_000, detection_offset_ns: int = 0,
-              extra_topics: bool = False, drop_topics: Sequence[str] = (), compressed: bool = False) -> Path:
+              extra_topics: bool = False, drop_topics: Sequence[str] = (), compressed: bool = False,
+              info_size: tuple[int, int] | None = None) -> Path:
     """Write a bag of ``frames``; ``storage`` is "mcap", "sqlite3" or "bare-mcap" (a single .mcap file).
 
     Frame i is recorded at T0 + i * PERIOD whatever its header stamp (so stamps can go backwards): camera_info
     and image at that time, the detections ``detection_delay_ns`` later (as a detector node would publish
     them). Detection headers carry the image stamp plus ``detection_offset_ns``. Topics in ``drop_topics`` are
     not written. ``compressed`` records JPEG sensor_msgs/CompressedImage on ``<IMAGE_TOPIC>/compressed``.
-    Returns the bag path to read.
+    ``info_size`` (width, height) gives the camera_info another resolution than the images'. Returns the bag
+    path to read.
     """
     from rosbags.rosbag2 import StoragePlugin, Writer
 
@@ -124,7 +126,8 @@ def write_bag(path: Path, frames: Sequence[FrameSpec], *, storage: str = "mcap",
     for i, spec in enumerate(frames):
         recorded = T0_NS + i * PERIOD_NS
         if spec.with_info:
-            entries.append((recorded, INFO_TOPIC, make_camera_info(spec.stamp_ns, width, height)))
+            info_w, info_h = info_size or (width, height)
+            entries.append((recorded, INFO_TOPIC, make_camera_info(spec.stamp_ns, info_w, info_h)))
         if compressed:
             entries.append((recorded + 1, f"{IMAGE_TOPIC}/compressed",
                             make_compressed_image(spec.stamp_ns, width, height, seed=i)))
