@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-
-import torch
+from typing import TYPE_CHECKING
 
 from .errors import InputError
+
+if TYPE_CHECKING:
+    import torch
 
 _DEVICE = re.compile(r"^(auto|cpu|cuda)(?::(\d+))?$")
 
@@ -30,8 +32,24 @@ class ResolvedDevice:
     fallback_reason: str | None = None
 
 
+def check_device_name(name: str) -> tuple[str, str | None]:
+    """(kind, index) of a device name ("auto", "cpu", "cuda", "cuda:N"); :class:`DeviceError` otherwise.
+    Needs no torch, so parameter validation can use it."""
+    match = _DEVICE.match(str(name).strip())
+    if match is None:
+        raise DeviceError(f"{name!r} is not a device; use auto, cpu, cuda or cuda:N")
+    kind, index = match.group(1), match.group(2)
+    if kind == "cpu" and index is not None:
+        raise DeviceError(f"{name!r}: the CPU takes no index; use cpu")
+    if kind == "auto" and index is not None:
+        raise DeviceError(f"{name!r}: auto takes no index; use auto or cuda:N")
+    return kind, index
+
+
 def cuda_unusable_reason() -> str | None:
     """None when CUDA can be used, else why not (CPU-only torch build, no driver, no GPU, driver error)."""
+    import torch
+
     if torch.version.cuda is None:
         return f"this torch build ({torch.__version__}) has no CUDA support"
     try:
@@ -50,16 +68,11 @@ def resolve_device(name: str, *, local_rank: int | None = None) -> ResolvedDevic
     "auto" is CUDA when usable, else the CPU (``fallback_reason`` says why). A bare "cuda" gets the current
     device's index (``local_rank`` under torchrun), so ``torch.cuda.set_device`` accepts it.
     """
-    match = _DEVICE.match(str(name).strip())
-    if match is None:
-        raise DeviceError(f"{name!r} is not a device; use auto, cpu, cuda or cuda:N")
-    kind, index = match.group(1), match.group(2)
+    import torch
+
+    kind, index = check_device_name(name)
     if kind == "cpu":
-        if index is not None:
-            raise DeviceError(f"{name!r}: the CPU takes no index; use cpu")
         return ResolvedDevice(torch.device("cpu"))
-    if kind == "auto" and index is not None:
-        raise DeviceError(f"{name!r}: auto takes no index; use auto or cuda:N")
     reason = cuda_unusable_reason()
     if reason is not None:
         if kind == "auto":

@@ -17,6 +17,7 @@ to OUT ($OUT when set). Export the shipped fp16 file from the rejoined weights w
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
@@ -54,12 +55,10 @@ class Validation:
         from torch.utils.data import DataLoader
 
         from hfl_ros.data.torch_dataset import HandObjectTrainingDataset
-        from hfl_ros.train.config import config_from_dict
         from hfl_ros.train.trainer import build_samples
 
-        values = config.to_dict()
-        values["data"]["split"] = split
-        samples = build_samples(config_from_dict(values))
+        data = dataclasses.replace(config.data, split=split)
+        samples = build_samples(dataclasses.replace(config, data=data))
         dataset = HandObjectTrainingDataset(samples, input_size=trainer.net.input_size, augment=None)
         self.loader = DataLoader(dataset, batch_size=config.run.batch_size,
                                  num_workers=min(4, config.data.workers))

@@ -35,11 +35,8 @@ from ..results import Side, Status
 from ..ros.convert import (
     SUPPORTED_ENCODINGS,
     LabelMap,
-    camera_info_to_K,
-    check_camera_info_size,
-    compressed_to_rgb,
     detections_from_msg,
-    image_to_rgb,
+    image_and_K,
 )
 from ..stop_signals import Interrupted, stop_signals
 from ..tracking import SmootherConfig
@@ -157,20 +154,14 @@ def prepare_frame(frame: SyncedFrame, label_map: LabelMap) -> PreparedFrame:
         if frame.camera_info is None:
             raise MissingCameraInfoError(
                 f"no camera_info at or before the image stamp {frame.stamp_ns} ns on {frame.image.topic}")
-        camera_info = frame.camera_info.deserialize()
-        prepared.K = camera_info_to_K(camera_info)
         msg = frame.image.deserialize()
-        if frame.image.msgtype.endswith("/CompressedImage"):
-            prepared.image = compressed_to_rgb(msg)
-        else:
-            encoding = str(msg.encoding).strip()
-            if encoding.lower() not in SUPPORTED_ENCODINGS:
-                raise UnsupportedEncodingError(
-                    f"unsupported image encoding {encoding!r} on {frame.image.topic}; supported: "
-                    f"{', '.join(SUPPORTED_ENCODINGS)} and sensor_msgs/CompressedImage")
-            prepared.image = image_to_rgb(msg)
-        height, width = prepared.image.shape[:2]
-        check_camera_info_size(camera_info, width, height)  # as the node: a K for another resolution
+        compressed = frame.image.msgtype.endswith("/CompressedImage")
+        encoding = "" if compressed else str(msg.encoding).strip()
+        if not compressed and encoding.lower() not in SUPPORTED_ENCODINGS:
+            raise UnsupportedEncodingError(
+                f"unsupported image encoding {encoding!r} on {frame.image.topic}; supported: "
+                f"{', '.join(SUPPORTED_ENCODINGS)} and sensor_msgs/CompressedImage")
+        prepared.image, prepared.K = image_and_K(msg, frame.camera_info.deserialize(), compressed)
     except HflRosError as exc:
         prepared.status, prepared.error = exc.reason, exc
     except Exception as exc:  # a malformed message is a bad frame, not a crash

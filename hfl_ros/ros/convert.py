@@ -136,6 +136,17 @@ def check_camera_info_size(msg: Any, width: int, height: int) -> None:
                              "image?)")
 
 
+def image_and_K(
+    image_msg: Any, camera_info_msg: Any, compressed: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """The RGB image of a sensor_msgs Image (or CompressedImage) and the camera matrix that applies to it; a
+    BadImageError or BadCameraError names the problem. The node and the labeler decode frames with it."""
+    rgb = compressed_to_rgb(image_msg) if compressed else image_to_rgb(image_msg)
+    K = camera_info_to_K(camera_info_msg)
+    check_camera_info_size(camera_info_msg, rgb.shape[1], rgb.shape[0])
+    return rgb, K
+
+
 def stamp_to_ns(stamp: Any) -> int:
     """builtin_interfaces/Time (``sec``, ``nanosec``) -> integer nanoseconds."""
     return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
@@ -222,6 +233,7 @@ __all__ = [
     "check_camera_info_size",
     "compressed_to_rgb",
     "detections_from_msg",
+    "image_and_K",
     "image_to_rgb",
     "rgb_to_image_data",
     "stamp_to_ns",

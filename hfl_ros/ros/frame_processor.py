@@ -16,14 +16,7 @@ import numpy as np
 
 from ..errors import HflRosError
 from ..results import Detection, HandEstimate, HandObjectResult, Status
-from .convert import (
-    LabelMap,
-    camera_info_to_K,
-    check_camera_info_size,
-    compressed_to_rgb,
-    detections_from_msg,
-    image_to_rgb,
-)
+from .convert import LabelMap, detections_from_msg, image_and_K
 
 
 @dataclass
@@ -62,9 +55,7 @@ def process_frame(estimator: Any, image_msg: Any, detections_msg: Any, camera_in
     rgb = None
     try:
         detections = detections_from_msg(detections_msg, label_map)
-        rgb = compressed_to_rgb(image_msg) if compressed else image_to_rgb(image_msg)
-        K = camera_info_to_K(camera_info_msg)
-        check_camera_info_size(camera_info_msg, rgb.shape[1], rgb.shape[0])
+        rgb, K = image_and_K(image_msg, camera_info_msg, compressed)
         start = time.perf_counter()
         results = list(estimator.estimate(rgb, K, detections))
         inference_s = time.perf_counter() - start

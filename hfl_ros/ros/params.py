@@ -11,6 +11,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from ..devices import DeviceError, check_device_name
 from ..tracking.filters import FILTER_MODES
 
 QOS_RELIABILITIES = ("best_effort", "reliable")
@@ -221,11 +222,11 @@ def validate_value(name: str, value: Any) -> Any:
 
 
 def _validate_device(device: str) -> None:
-    if device in ("auto", "cpu", "cuda"):
-        return
-    if device.startswith("cuda:") and device[5:].isdigit():
-        return
-    raise ParameterError("device", f"{device!r} is not a device; set it to auto, cpu, cuda or cuda:N")
+    try:
+        check_device_name(device)
+    except DeviceError:
+        raise ParameterError("device", f"{device!r} is not a device; set it to auto, cpu, cuda or cuda:N") \
+            from None
 
 
 def validate_config(values: dict[str, Any]) -> PerceptionConfig:
