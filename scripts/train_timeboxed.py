@@ -21,6 +21,7 @@ import dataclasses
 import json
 import os
 import shutil
+import signal
 import sys
 import threading
 import time
@@ -134,6 +135,14 @@ def main(argv: list[str] | None = None) -> int:
         "train_frames": len(trainer.dataset), "batch_size": config.run.batch_size,
         "steps_per_epoch": trainer.steps_per_epoch,
     }
+    stopped_by: list[str] = []
+
+    def stop(signum: int, _frame) -> None:  # Ctrl-C or SIGTERM: stop like the budget does, weights written
+        stopped_by.append(signal.Signals(signum).name)
+        trainer.request_stop()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, stop)
     deadline = start + args.budget_s - args.reserve_s
     watchdog = threading.Timer(max(1.0, deadline - time.monotonic()), trainer.request_stop)
     watchdog.daemon = True
@@ -189,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     log = Path(config.run.out_dir) / "log.csv"
     if log.is_file():
         shutil.copy(log, out / "log.csv")
+    if stopped_by:
+        summary["stopped_by_signal"] = stopped_by[0]
     summary["total_seconds"] = time.monotonic() - start
     write_summary()
     print(json.dumps(summary))

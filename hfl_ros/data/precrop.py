@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import pickle
 import shutil
+import signal
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -29,6 +30,7 @@ import numpy as np
 from ..geometry.boxes import box_from_points
 from ..geometry.crop import crop_for_pair, warp_homography
 from ..safe_pickle import load_numpy_pickle
+from ..stop_signals import Interrupted, install
 from .ho3d import HO3DDataset
 
 FORMATS = {"webp": (".webp", cv2.IMWRITE_WEBP_QUALITY), "jpg": (".jpg", cv2.IMWRITE_JPEG_QUALITY),
@@ -100,6 +102,10 @@ def _precrop_frame(job: tuple) -> None:
         pickle.dump(meta, f, protocol=4)
 
 
+def _leave_interrupts_to_parent() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def precrop_dataset(
     src: str | Path, dst: str | Path, *, split: str = "train", side: int = 180, margin: float = 1.4,
     fmt: str = "webp", quality: int = 75, workers: int = 1, limit: int | None = None,
@@ -115,8 +121,11 @@ def precrop_dataset(
         shutil.copytree(src / "models", dst / "models")
     jobs = [(str(src), str(dst), split, i, side, margin, fmt, quality) for i in range(len(frames))]
     if workers > 1:
-        with ProcessPoolExecutor(workers) as pool:
+        pool = ProcessPoolExecutor(workers, initializer=_leave_interrupts_to_parent)
+        try:
             list(pool.map(_precrop_frame, jobs, chunksize=64))
+        finally:  # on a stop, the chunks not started are dropped instead of run
+            pool.shutdown(wait=True, cancel_futures=True)
     else:
         for job in jobs:
             _precrop_frame(job)
@@ -136,11 +145,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--limit", type=int, help="only the first N frames")
     args = parser.parse_args(argv)
-    n = precrop_dataset(args.src, args.dst, split=args.split, side=args.side, margin=args.margin,
-                        fmt=args.fmt, quality=args.quality, workers=args.workers, limit=args.limit)
+    try:
+        n = precrop_dataset(args.src, args.dst, split=args.split, side=args.side, margin=args.margin,
+                            fmt=args.fmt, quality=args.quality, workers=args.workers, limit=args.limit)
+    except Interrupted as exc:
+        print(f"stopped ({exc.name}); {args.dst} is incomplete (the frames being written may be cut): run "
+              "the command again", file=sys.stderr)
+        return 0
     print(f"wrote {n} pre-cropped {args.split} frames to {args.dst}")
     return 0
 
 
 if __name__ == "__main__":
+    install()  # Ctrl-C or SIGTERM: a clean stop, exit 0
     sys.exit(main())

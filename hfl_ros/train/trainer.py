@@ -376,6 +376,7 @@ class Trainer:
             drop_last=True,
             pin_memory=self.device.type == "cuda",
             persistent_workers=workers > 0,
+            worker_init_fn=_ignore_interrupts,
             prefetch_factor=4 if workers > 0 else None,
         )
         return self._data_loader
@@ -544,6 +545,14 @@ class Trainer:
         finally:
             logger.close()
         return TrainResult(self.state, checkpoint, history)
+
+
+def _ignore_interrupts(_worker_id: int) -> None:
+    """Loader workers leave Ctrl-C (sent to the whole process group) to the training process, which decides
+    how to stop; they end when their loader is shut down."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 class _NullProgress:
