@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         frames = HeldOutFrames(scenes, args.frames)
         for name in names:
             checkpoint, figures = train_variant(name, args.steps, Path(tmp) / name)
-            estimator = Estimator(checkpoint, mano_dir=scenes.hand_model_dir,
+            estimator = Estimator(checkpoint_path=checkpoint, mano_dir=scenes.hand_model_dir,
                                   object_models=scenes.object_model_dir, device="cpu", hand_box_scale=1.1)
             scores = _scores(estimator, frames, scenes)
             figures.update({k: scores[k] for k in ("joints2d_px", "pa_mpjpe_mm", "add_0.1d")})

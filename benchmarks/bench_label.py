@@ -34,9 +34,9 @@ sys.path.insert(0, str(REPO))
 
 
 def write_assets(root: Path, trunk: str, input_size: int) -> dict[str, str]:
+    from hfl_ros.data.standin_hand import write_standin_hand_model
     from hfl_ros.model.checkpoint import save_checkpoint
     from hfl_ros.model.hflnet import HFLNet
-    from hfl_ros.model.standin_hand import write_standin_hand_model
 
     hand = root / "hand"
     hand.mkdir(parents=True)
@@ -90,14 +90,14 @@ def main() -> int:
     torch.set_num_threads(args.threads)
 
     from hfl_ros.bag.label import LabelOptions, label_bag
-    from hfl_ros.bag.synthetic import frame_specs, write_bag
+    from hfl_ros.demo.synthetic_bag import frame_specs, write_bag
     from hfl_ros.estimator import Estimator
 
     work = Path(tempfile.mkdtemp(prefix="bench_label_"))
     try:
         assets = write_assets(work / "assets", args.trunk, args.input_size)
         bag = write_bag(work / "bag", frame_specs(args.frames), width=640, height=480)
-        estimator = Estimator(assets["checkpoint"], mano_dir=assets["mano_dir"], device="cpu",
+        estimator = Estimator(checkpoint_path=assets["checkpoint"], mano_dir=assets["mano_dir"], device="cpu",
                               object_models=assets["object_models_dir"], max_batch=args.batch_size)
         frames = decoded_frames(bag)
         estimator.estimate_batch(frames[: args.batch_size])  # warm-up

@@ -9,8 +9,8 @@ ResNet-50 / HFLNet after a warm-up so that machine-load drift hits both alike. R
 
 - ms per image of both and their ratio (of the minima, and the median of the per-round ratios);
 - the same with the boxes covering the whole crop (the worst case for the windowed FPN smoothing), with the
-  windowing switched off, and with neither windowing nor the CPU fast path (plain eager modules, no
-  folded / pre-packed convolutions, see hfl_ros/model/fused.py);
+  windowing switched off, and with neither windowing nor the CPU fusion (the network as built, without
+  ``fuse_for_cpu``'s folded / pre-packed convolutions, see hfl_ros/model/cpu_fusion.py);
 - a per-stage breakdown: backbone+FPN, RoIAlign (with the windowed smoothing), interaction blocks, hand head
   (hourglass + encoder), MANO regressor + layer, object head + vote decoding, and PnP (vote selection +
   cv2.solvePnPRansac EPnP) on the object votes of one pair.
@@ -24,6 +24,7 @@ settings of each run are in the report.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import platform
@@ -73,24 +74,20 @@ def _boxes(batch: int, worst_case: bool, size: int) -> tuple[torch.Tensor, torch
     return hand, obj
 
 
-def compare_with_resnet50(net, resnet, batch: int, repeats: int, device: torch.device) -> dict:
+def compare_with_resnet50(net, plain_net, resnet, batch: int, repeats: int, device: torch.device) -> dict:
     """Alternating rounds of ResNet-50 and HFLNet (typical boxes, whole-crop boxes, no windowing, and
-    neither windowing nor the CPU fast path)."""
-    from hfl_ros.model import fused
-
+    neither windowing nor the CPU fusion: ``plain_net``, the same network unfused)."""
     size = net.input_size
     images = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(0)).to(device)
     typical = [b.to(device) for b in _boxes(batch, False, size)]
     worst = [b.to(device) for b in _boxes(batch, True, size)]
 
-    def hfl(boxes, windowed=True, fast_path=True):
+    def hfl(boxes, windowed=True, fused=True):
+        model = net if fused else plain_net
+
         def run():
-            net.windowed_smoothing = windowed
-            if fast_path:
-                net(images, *boxes)
-            else:
-                with fused.disabled():
-                    net(images, *boxes)
+            model.windowed_smoothing = windowed
+            model(images, *boxes)
 
         return run
 
@@ -99,7 +96,7 @@ def compare_with_resnet50(net, resnet, batch: int, repeats: int, device: torch.d
         "hflnet": hfl(typical),
         "hflnet_whole_crop_boxes": hfl(worst),
         "hflnet_no_windowing": hfl(typical, windowed=False),
-        "hflnet_plain_eager": hfl(typical, windowed=False, fast_path=False),
+        "hflnet_plain_eager": hfl(typical, windowed=False, fused=False),
     }
     times: dict[str, list[float]] = {name: [] for name in cases}
     with torch.inference_mode():
@@ -109,7 +106,7 @@ def compare_with_resnet50(net, resnet, batch: int, repeats: int, device: torch.d
         for _ in range(repeats):
             for name, fn in cases.items():
                 times[name].append(_timed(fn, device))
-    net.windowed_smoothing = True
+    net.windowed_smoothing = plain_net.windowed_smoothing = True
     result = {name: _summary(t, batch) for name, t in times.items()}
     for name in ("hflnet", "hflnet_whole_crop_boxes", "hflnet_no_windowing", "hflnet_plain_eager"):
         ratios = [a / b for a, b in zip(times[name], times["resnet50"])]
@@ -197,16 +194,18 @@ def backend_settings(device: torch.device) -> dict:
 
 
 def build(device: torch.device, hand_dir: Path):
+    """The official network fused for the CPU (as the Estimator runs it), the same unfused, and ResNet-50."""
     import torchvision
 
-    from hfl_ros.model import HFLNet
-    from hfl_ros.model.mano import write_standin_hand_model
+    from hfl_ros.data.standin_hand import write_standin_hand_model
+    from hfl_ros.model import fuse_for_cpu, hflnet_resnet50
 
     hand_path = write_standin_hand_model(hand_dir / "STANDIN_HAND_RIGHT.pkl", "right", 0)
     torch.manual_seed(0)
-    net = HFLNet(hand_path).eval().to(device)
+    plain_net = hflnet_resnet50(mano_path=hand_path).eval().to(device)
+    net = fuse_for_cpu(copy.deepcopy(plain_net))  # on a GPU it computes as plain_net does
     resnet = torchvision.models.resnet50(weights=None).eval().to(device)
-    return net, resnet
+    return net, plain_net, resnet
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -246,11 +245,11 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench_model_") as tmp:
         for name, device, tf32 in runs:
             set_tf32(tf32)
-            net, resnet = build(device, Path(tmp))
+            net, plain_net, resnet = build(device, Path(tmp))
             per_device: dict = {"settings": backend_settings(device)}
             for batch in args.batches:
                 per_device[f"batch_{batch}"] = {
-                    "forward": compare_with_resnet50(net, resnet, batch, args.repeats, device),
+                    "forward": compare_with_resnet50(net, plain_net, resnet, batch, args.repeats, device),
                     "stages_ms_per_image": stage_breakdown(net, batch, max(3, args.repeats // 2), device),
                 }
                 fwd = per_device[f"batch_{batch}"]["forward"]

@@ -42,9 +42,9 @@ NODE = "/hfl_perception"
 def write_assets(root: Path, trunk: str, input_size: int) -> dict[str, str]:
     from ros_helpers import write_object_models
 
+    from hfl_ros.data.standin_hand import write_standin_hand_model
     from hfl_ros.model.checkpoint import save_checkpoint
     from hfl_ros.model.hflnet import HFLNet
-    from hfl_ros.model.mano import write_standin_hand_model
 
     torch.manual_seed(0)
     hand = root / "hand_model"
@@ -115,7 +115,7 @@ def main() -> int:
     from diagnostic_msgs.msg import DiagnosticArray
     from hfl_ros.msg import HandObjectPoseArray
     from node_harness import RosSession, start_process
-    from ros_helpers import module_domain_id, write_params_file
+    from ros_helpers import module_domain_id, reliable_inputs, write_params_file
     from sensor_msgs.msg import CameraInfo, Image
     from std_msgs.msg import Header
     from vision_msgs.msg import BoundingBox2D, Detection2D, Detection2DArray, ObjectHypothesisWithPose
@@ -128,7 +128,7 @@ def main() -> int:
     assets = write_assets(work, args.trunk, args.input_size)
     # Reliable inputs: a best-effort subscription may lose a frame, and this script waits for every one.
     params = write_params_file(work / "params.yaml", {**assets, "num_threads": 1, "device": "cpu",
-                                                      "qos_input_reliability": "reliable",
+                                                      **reliable_inputs(depth=5),
                                                       "diagnostics_period": 0.05})
     domain = module_domain_id("bench_node")
     env = {**os.environ, "ROS_DOMAIN_ID": str(domain), "OMP_NUM_THREADS": "1",
@@ -136,7 +136,7 @@ def main() -> int:
     proc = start_process([sys.executable, str(TEST_DIR / "rigged_perception_node.py"), "--ros-args",
                           "--params-file", str(params)], env, work / "node")
     session = RosSession(domain, "bench_node")
-    estimator = Estimator(assets["checkpoint_path"], mano_dir=assets["mano_dir"],
+    estimator = Estimator(checkpoint_path=assets["checkpoint_path"], mano_dir=assets["mano_dir"],
                           object_models=assets["object_models_dir"], device="cpu")
     w, h = args.width, args.height
     K = np.array([[500.0, 0.0, w / 2], [0.0, 500.0, h / 2], [0.0, 0.0, 1.0]])

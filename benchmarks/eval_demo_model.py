@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         frames = HeldOutFrames(scenes, args.frames)
         options = {"mano_dir": scenes.hand_model_dir, "object_models": scenes.object_model_dir,
                    "device": "cpu", "hand_box_scale": 1.1}
-        estimator = Estimator(checkpoint, **options)
+        estimator = Estimator(checkpoint_path=checkpoint, **options)
         model = _scores(estimator, frames, scenes)
         baseline_net = MeanPredictionNet.from_samples(
             frames, build_mano_layer(scenes.hand_model_dir), input_size=estimator.input_size,

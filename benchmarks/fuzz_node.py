@@ -425,10 +425,21 @@ def kinds() -> list[Kind]:
 # Running
 
 
-def node_params(assets: dict[str, str]) -> dict[str, Any]:
+def input_qos(transport: str, reliability: str, depth: int) -> dict[str, Any]:
+    """``qos_overrides`` of the node's three input subscriptions (remapped to /fuzz/*, see start_node)."""
+    from hfl_ros.ros.names import qos_override_parameters
+
+    image = "/fuzz/image/compressed" if transport == "compressed" else "/fuzz/image"
+    params: dict[str, Any] = {}
+    for topic in (image, "/fuzz/camera_info", "/fuzz/detections"):
+        params.update(qos_override_parameters(topic, "subscription", reliability=reliability, depth=depth))
+    return params
+
+
+def node_params(assets: dict[str, str], transport: str = "raw") -> dict[str, Any]:
     return {**assets, "num_threads": 1, "device": "cpu", "diagnostics_period": 0.2,
-            "camera_info_max_age": 5.0, "camera_info_wait": 0.1, "qos_input_reliability": "reliable",
-            "qos_input_depth": 50, "publish_debug_image": False}
+            "camera_info_max_age": 5.0, "camera_info_wait": 0.1, **input_qos(transport, "reliable", 50),
+            "publish_debug_image": False}
 
 
 def start_node(directory: Path, domain: int, assets: dict[str, str], **overrides: Any) -> Any:
@@ -437,7 +448,8 @@ def start_node(directory: Path, domain: int, assets: dict[str, str], **overrides
     from ros_helpers import write_params_file
 
     directory.mkdir(parents=True, exist_ok=True)
-    params = write_params_file(directory / "params.yaml", {**node_params(assets), **overrides})
+    transport = overrides.get("image_transport", "raw")
+    params = write_params_file(directory / "params.yaml", {**node_params(assets, transport), **overrides})
     env = {**os.environ, "ROS_DOMAIN_ID": str(domain), "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1",
            "PYTHONPATH": os.pathsep.join([str(REPO), str(TEST_DIR), os.environ.get("PYTHONPATH", "")])}
     cmd = [sys.executable, str(TEST_DIR / "rigged_perception_node.py"), "--ros-args", "--params-file",

@@ -5,8 +5,8 @@
 
 For each policy a fresh node (test/rigged_perception_node.py: the real node, random weights whose 2D outputs
 are rigged to a known pose, one torch thread) gets the frames of a bag (by default a synthetic one from
-hfl_ros.bag.synthetic; ``hfl-ros make-sample-bag`` writes the demo's) published in a loop at ``--rate`` Hz,
-stamps rewritten to keep increasing. Reported per window (a minute by default): p50 and p99 end-to-end
+hfl_ros.demo.synthetic_bag; ``hfl-ros make-sample-bag`` writes the demo's) published in a loop at ``--rate``
+Hz, stamps rewritten to keep increasing. Reported per window (a minute by default): p50 and p99 end-to-end
 latency (publish to HandObjectPoseArray received), frames answered, the node's RSS; and at the end: frames
 published, answered, dropped by the queue policy (the node's diagnostics), crashes (the node process ending).
 Targets: RSS growth after the first window <= 5 %, p99 latency of the last window <= 1.2 x the first, no
@@ -76,7 +76,7 @@ def soak(policy: str, frames: list[tuple[Any, Any, Any]], seconds: float, window
     """One node with ``policy``; the figures of one soak."""
     from builtin_interfaces.msg import Time
     from diagnostic_msgs.msg import DiagnosticArray
-    from fuzz_node import start_node
+    from fuzz_node import input_qos, start_node
     from hfl_ros.msg import HandObjectPoseArray
     from node_harness import RELIABLE, RosSession, stop_process
     from sensor_msgs.msg import CameraInfo, Image
@@ -85,7 +85,7 @@ def soak(policy: str, frames: list[tuple[Any, Any, Any]], seconds: float, window
     work.mkdir(parents=True, exist_ok=True)
     # the node's default input QoS (best effort, depth 5): a deep reliable input queue would add its backlog
     proc = start_node(work, domain, assets, queue_policy=policy, diagnostics_period=1.0,
-                      qos_input_reliability="best_effort", qos_input_depth=5)
+                      **input_qos("raw", "best_effort", 5))
     session = RosSession(domain, f"soak_{policy}")
     node = session.node
     pubs = [node.create_publisher(t, n, RELIABLE) for t, n in ((CameraInfo, "/fuzz/camera_info"),
@@ -196,7 +196,7 @@ def run(seconds: float, window_s: float, rate: float, policies: list[str], bag: 
     import torch
     from ros_helpers import make_node_assets, module_domain_id
 
-    from hfl_ros.bag.synthetic import frame_specs, write_bag
+    from hfl_ros.demo.synthetic_bag import frame_specs, write_bag
 
     torch.set_num_threads(1)
     tmp = tempfile.TemporaryDirectory() if work is None else None

@@ -12,7 +12,7 @@ from .stop_signals import Interrupted, exit_process, install, stop_signals
 #: sub-command -> (module, help). Each module provides ``add_arguments(parser)`` and ``run(args) -> int``.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "label": ("hfl_ros.bag.label_cli", "label a rosbag offline with hand and object poses"),
-    "play": ("hfl_ros.bag.play_cli", "replay a rosbag into live ROS 2 topics with /clock"),
+    "play": ("hfl_ros.nodes.bag_player", "replay a rosbag into live ROS 2 topics with /clock"),
     "train": ("hfl_ros.train.train_cli", "train HFL-Net on HO3D, DexYCB or synthetic data"),
     "eval": ("hfl_ros.train.eval_cli", "evaluate a checkpoint on a dataset through the Estimator"),
     "make-sample-bag": ("hfl_ros.demo.sample_bag", "write a short synthetic rosbag2 (MCAP) sequence"),

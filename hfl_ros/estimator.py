@@ -14,8 +14,9 @@ import time
 import warnings
 from collections.abc import Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,6 +30,7 @@ from .errors import (
     InputError,
     UnknownObjectClassError,
 )
+from .estimator_config import RUNTIME_OPTIONS, EstimatorConfig
 from .geometry.boxes import intersection_area, iou, scale_box, validate_box
 from .geometry.camera import project, validate_K
 from .geometry.crop import CropTransform, crop_for_pair, mirror_box, mirror_image, warp_image
@@ -36,11 +38,9 @@ from .geometry.hand_translation import fit_hand_translation
 from .geometry.object_models import ObjectModel, ObjectModelLibrary
 from .geometry.pnp import select_votes, solve_pnp, top_votes
 from .geometry.rotations import mirror_mano_pose, mirror_rotation
-from .results import Detection, HandEstimate, HandObjectResult, ObjectEstimate, Side, Status
+from .results import Detection, Frame, HandEstimate, HandObjectResult, ObjectEstimate, Side, Status
 
 logger = logging.getLogger(__name__)
-
-Frame = tuple[np.ndarray, np.ndarray, Sequence[Detection]]
 
 class ReducedPrecisionNetworkError(InputError):
     """A network with float16/bfloat16 weights was given; fp16 must come through autocast."""
@@ -126,76 +126,53 @@ class Estimator:
       ``status_message`` lists every problem.
 
     Args:
-        checkpoint_path: official HFL-Net ``.pth.tar`` or our checkpoint; ignored when ``net`` is given.
+        config: the options (:class:`~hfl_ros.estimator_config.EstimatorConfig`: checkpoint, hand models,
+            object models, device, fp16, score thresholds, box scales, batch size, PnP refinement,
+            vertices). The checkpoint is ignored when ``net`` is given. fp16 autocasts the forward on CUDA
+            (ignored with a warning on the CPU); the network must stay float32 (``net.half()`` is refused).
         net: an already built HFLNet (e.g. random weights in tests).
-        mano_dir: directory with MANO_RIGHT/LEFT.pkl (or the stand-in files). The right model seeds the
-            network before a checkpoint is loaded; the left model gives the left-hand faces (else the right
-            faces with flipped winding).
-        object_models: directory of object models or an ObjectModelLibrary; without it no object pose is
-            solved (paired hands then get BAD_INPUT with an UnknownObjectClassError).
-        device: "auto" (CUDA if usable), "cpu", "cuda", "cuda:1", ... (resolved by
-            :func:`hfl_ros.devices.resolve_device`; an unusable GPU raises DeviceError).
-        fp16: autocast the forward to float16 (CUDA only; ignored with a warning on the CPU). The network
-            itself must stay float32 (``net.half()`` is refused): autocast keeps MANO and the box arithmetic
-            in float32.
-        hand_score_threshold / object_score_threshold: detections scoring below are ignored.
-        object_box_scale: growth of object detection boxes about their centre before use. HFL-Net was
-            trained with the box of the object's projected 3D bounding box, which is larger than a tight
-            detector box for most views, so a value above 1 brings detector boxes closer to what it saw
-            (spec §10.6); the best value depends on the detector. The default 1.0 uses the boxes as given.
-        hand_box_scale: growth of hand detection boxes for the network's hand box (HO3D's test boxes are the
-            annotated hand box grown by 1.1). The crop is always built from the detection boxes grown by 1.5.
-        max_batch: largest forward batch.
-        with_vertices: return the 778 mesh vertices of each hand.
-        refine_pnp: refine the RANSAC object pose by Levenberg-Marquardt on the inliers.
+        object_models: an ObjectModelLibrary (e.g. with dataset class aliases) or a directory, replacing
+            ``config.object_models_dir``. Without any, no object pose is solved (paired hands then get
+            BAD_INPUT with an UnknownObjectClassError).
         cudnn_benchmark: on CUDA, set ``torch.backends.cudnn.benchmark`` (process-wide): the crops have one
             fixed size, so cuDNN's per-shape algorithm search pays off after the first batch of each size.
         warm_up: run :meth:`warm_up` at the end of the constructor.
+        **options: fields of ``config`` to change (``Estimator(net=net, device="cpu")``), validated like the
+            node's parameters (ParameterError naming the option).
+
+    The right hand model of ``config.mano_dir`` seeds the network before a checkpoint is loaded; the left one
+    gives the left-hand faces (else the right faces with flipped winding). The device is resolved by
+    :func:`hfl_ros.devices.resolve_device` (an unusable GPU raises DeviceError). Applications build the
+    Estimator with :func:`hfl_ros.estimator_factory.build_estimator`, which also checks every asset and the
+    device up front.
     """
 
     def __init__(
         self,
-        checkpoint_path: str | Path | None = None,
+        config: EstimatorConfig | None = None,
         *,
         net: torch.nn.Module | None = None,
-        mano_dir: str | Path | None = None,
         object_models: str | Path | ObjectModelLibrary | None = None,
-        device: str = "auto",
-        fp16: bool = False,
-        hand_score_threshold: float = 0.0,
-        object_score_threshold: float = 0.0,
-        object_box_scale: float = 1.0,
-        hand_box_scale: float = 1.0,
-        max_batch: int = 16,
-        with_vertices: bool = True,
-        refine_pnp: bool = True,
         cudnn_benchmark: bool = True,
         warm_up: bool = False,
+        **options: Any,
     ):
         from .devices import resolve_device
         from .model.checkpoint import load_network
         from .model.mano import find_hand_model_file, load_hand_model_file
 
-        if max_batch < 1:
-            raise ValueError(f"max_batch must be >= 1, got {max_batch}")
-        if object_box_scale <= 0 or hand_box_scale <= 0:
-            raise ValueError("object_box_scale and hand_box_scale must be positive")
-        resolved = resolve_device(device)
+        self.config = cfg = (config or EstimatorConfig()).with_changes(**options)
+        resolved = resolve_device(cfg.device)
         if resolved.fallback_reason:
             logger.info("device auto: running on the CPU because %s", resolved.fallback_reason)
         self.torch_device = resolved.device
         self.device = str(resolved.device)
-        self.fp16 = bool(fp16)
+        self.fp16 = cfg.fp16
         if self.fp16 and self.torch_device.type != "cuda":
             warnings.warn("fp16 needs CUDA; running in float32 on the CPU", RuntimeWarning, stacklevel=2)
             self.fp16 = False
-        self.hand_score_threshold = float(hand_score_threshold)
-        self.object_score_threshold = float(object_score_threshold)
-        self.object_box_scale = float(object_box_scale)
-        self.hand_box_scale = float(hand_box_scale)
-        self.max_batch = int(max_batch)
-        self.with_vertices = bool(with_vertices)
-        self.refine_pnp = bool(refine_pnp)
+        mano_dir = cfg.path("mano_dir")
+        checkpoint_path = cfg.path("checkpoint_path")
 
         if net is None:
             if checkpoint_path is None:
@@ -206,6 +183,10 @@ class Estimator:
             self.checkpoint_meta = {}
         _refuse_reduced_precision(net)
         self.net = net.to(self.torch_device).eval()
+        if self.torch_device.type == "cpu":
+            from .model.cpu_fusion import fuse_for_cpu
+
+            fuse_for_cpu(self.net)  # in place: a caller's ``net`` runs fused too (same weights, state_dict)
         self.input_size = int(getattr(net, "input_size", 256))
         if self.torch_device.type == "cuda" and cudnn_benchmark:
             torch.backends.cudnn.benchmark = True
@@ -224,6 +205,8 @@ class Estimator:
                 left_faces = np.asarray(load_hand_model_file(left_path)["f"], dtype=np.int64)
         self._faces = {Side.RIGHT: right_faces, Side.LEFT: left_faces}
 
+        if object_models is None:
+            object_models = cfg.path("object_models_dir")
         if object_models is None or isinstance(object_models, ObjectModelLibrary):
             self.object_models = object_models
         else:
@@ -232,6 +215,10 @@ class Estimator:
             self.warm_up()
 
     # --- public API -------------------------------------------------------------------------------------
+
+    def reconfigure(self, config: EstimatorConfig) -> None:
+        """Take the runtime options of ``config`` (score thresholds, ``min_estimate_score``); others stay."""
+        self.config = replace(self.config, **{name: getattr(config, name) for name in RUNTIME_OPTIONS})
 
     def hand_faces(self, side: Side | str) -> np.ndarray:
         """Triangles (1538, 3) of the hand mesh of a side, wound outwards for the returned vertices."""
@@ -251,7 +238,7 @@ class Estimator:
         K = np.array([[size, 0.0, size / 2], [0.0, size, size / 2], [0.0, 0.0, 1.0]])
         box = np.array([0.25, 0.25, 0.75, 0.75]) * size
         for batch in batch_sizes:
-            batch = max(1, min(int(batch), self.max_batch))
+            batch = max(1, min(int(batch), self.config.max_batch))
             frames = [(image, K, [Detection.hand(box, Side.RIGHT, 1.0)])] * batch
             for _ in range(max(1, repeats)):
                 self.estimate_batch(frames)
@@ -285,8 +272,8 @@ class Estimator:
                 continue
             outputs.append(results)
             pairs.extend(frame_pairs)
-        for start in range(0, len(pairs), self.max_batch):
-            chunk = pairs[start : start + self.max_batch]
+        for start in range(0, len(pairs), self.config.max_batch):
+            chunk = pairs[start : start + self.config.max_batch]
             for pair, result in zip(chunk, self._run_chunk(chunk)):
                 outputs[pair.frame][pair.slot] = result
         return outputs
@@ -297,11 +284,11 @@ class Estimator:
         image = validate_image(image)
         K = validate_K(K)
         height, width = image.shape[:2]
-        hands = [d for d in detections if d.is_hand and d.score >= self.hand_score_threshold]
+        hands = [d for d in detections if d.is_hand and d.score >= self.config.hand_score_threshold]
         objects = [
             d
             for d in detections
-            if not d.is_hand and d.class_id is not None and d.score >= self.object_score_threshold
+            if not d.is_hand and d.class_id is not None and d.score >= self.config.object_score_threshold
         ]
         object_boxes = np.array([_box_or_nan(o.box) for o in objects]).reshape(-1, 4)
         mirrored_image = None
@@ -345,11 +332,11 @@ class Estimator:
                     object_error = exc
         mirrored = hand.side is Side.LEFT
         crop_hand = mirror_box(hand_box, width) if mirrored else hand_box
-        net_hand = scale_box(crop_hand, self.hand_box_scale)
+        net_hand = scale_box(crop_hand, self.config.hand_box_scale)
         net_object = None
         if object_box is not None:
             net_object = scale_box(
-                mirror_box(object_box, width) if mirrored else object_box, self.object_box_scale
+                mirror_box(object_box, width) if mirrored else object_box, self.config.object_box_scale
             )
         crop = crop_for_pair(crop_hand, net_object, (width, height), size=self.input_size)
         return _Pair(
@@ -391,7 +378,7 @@ class Estimator:
                 "obj_conf": out["obj_conf"],
                 "hand_score": heatmap_peakedness(out["heatmaps"]),
             }
-            if self.with_vertices:
+            if self.config.with_vertices:
                 wanted["verts3d"] = out["verts3d"]
             return self._to_host(wanted, len(pairs))
 
@@ -487,6 +474,9 @@ class Estimator:
             status = Status.NO_OBJECT_PAIRED
         else:
             status = Status.OK
+        usable = status in (Status.OK, Status.NO_OBJECT_PAIRED)
+        if usable and self._low_confidence(hand, obj_estimate, messages):
+            status = Status.LOW_CONFIDENCE
         return HandObjectResult(
             status=status,
             hand=hand,
@@ -495,12 +485,22 @@ class Estimator:
             error=pair.object_error,
         )
 
+    def _low_confidence(self, hand: HandEstimate, obj: ObjectEstimate | None, messages: list[str]) -> bool:
+        """Whether the hand's or the object's estimate score is under ``min_estimate_score`` (noted)."""
+        least = self.config.min_estimate_score
+        low = [f"{what} estimate score {score:.2f}" for what, score in
+               (("hand", hand.estimate_score), ("object", obj.estimate_score if obj is not None else 1.0))
+               if score < least]
+        if low:
+            messages.append(f"{' and '.join(low)} below min_estimate_score {least:g}")
+        return bool(low)
+
     def _solve_object(self, pair: _Pair, out: dict, estimate: ObjectEstimate, messages: list[str]) -> bool:
         """Fill ``estimate`` from the votes by EPnP-RANSAC with the original K; True if the pose is valid."""
         votes, conf = out["obj_vote"], out["obj_conf"]
         points2d, kp_index = select_votes(votes, conf, VOTES_PER_POINT, VOTE_THRESHOLD)
         control_points = pair.model.control_points
-        result = solve_pnp(control_points[kp_index], points2d, pair.K, refine=self.refine_pnp)
+        result = solve_pnp(control_points[kp_index], points2d, pair.K, refine=self.config.refine_pnp)
         estimate.vote_count = result.vote_count
         estimate.inlier_count = len(result.inliers) if result.valid else 0
         estimate.estimate_score = result.inlier_fraction if result.valid else 0.0

@@ -7,7 +7,9 @@ image coordinates are pixels of the original image; boxes are [x1, y1, x2, y2].
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -110,3 +112,21 @@ class HandObjectResult:
     @property
     def ok(self) -> bool:
         return self.status is Status.OK
+
+
+#: One frame for :meth:`FrameEstimator.estimate_batch`: RGB image (H, W, 3) uint8, K (3, 3), detections.
+Frame = tuple[np.ndarray, np.ndarray, Sequence[Detection]]
+
+
+@runtime_checkable
+class FrameEstimator(Protocol):
+    """What the node, the labeler and the evaluator call on an Estimator (tests may give their own)."""
+
+    def estimate(self, image: np.ndarray, K: np.ndarray,
+                 detections: Sequence[Detection]) -> list[HandObjectResult]:
+        """The results of one frame, one per hand detection; errors of the whole frame are raised."""
+        ...
+
+    def estimate_batch(self, frames: Sequence[Frame]) -> list[list[HandObjectResult] | HflRosError]:
+        """The results of each frame, or the error that made the frame unusable."""
+        ...

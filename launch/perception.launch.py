@@ -5,6 +5,9 @@
 
 With ``managed:=true`` the node is a lifecycle (managed) node that waits, unconfigured, for
 ``ros2 lifecycle set /hfl_perception configure`` and ``activate`` (docs/node.md, "Managed node").
+
+QoS overrides go in the params file as ``qos_overrides.<topic>...`` parameters, with the topic names after the
+remapping (e.g. ``qos_overrides./camera/color/image_raw.subscription.reliability: reliable``).
 """
 
 import os
@@ -15,6 +18,13 @@ from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
+from hfl_ros.ros.names import (
+    CAMERA_INFO_INPUT,
+    COMPRESSED_IMAGE_INPUT,
+    DETECTIONS_INPUT,
+    IMAGE_INPUT,
+    PERCEPTION_NODE,
+)
 from launch import LaunchDescription
 
 
@@ -33,27 +43,28 @@ def generate_launch_description() -> LaunchDescription:
                                           "`ros2 lifecycle set` (true/false)."),
         DeclareLaunchArgument("use_sim_time", default_value="false",
                               description="Use /clock (replayed bags) instead of the wall clock."),
-        DeclareLaunchArgument("image", default_value="image",
+        DeclareLaunchArgument("image", default_value=IMAGE_INPUT,
                               description="Image topic (its /compressed sub-topic with image_transport "
                                           "compressed)."),
-        DeclareLaunchArgument("camera_info", default_value="camera_info", description="CameraInfo topic."),
-        DeclareLaunchArgument("detections", default_value="detections",
+        DeclareLaunchArgument("camera_info", default_value=CAMERA_INFO_INPUT,
+                              description="CameraInfo topic."),
+        DeclareLaunchArgument("detections", default_value=DETECTIONS_INPUT,
                               description="vision_msgs/Detection2DArray topic."),
     ]
     perception = Node(
         package="hfl_ros",
         executable="perception_node",
-        name="hfl_perception",
+        name=PERCEPTION_NODE,
         namespace=LaunchConfiguration("namespace"),
         output="screen",
         emulate_tty=True,
         arguments=["--managed", LaunchConfiguration("managed")],
         parameters=[params_file, {"use_sim_time": use_sim_time}],
         remappings=[
-            ("image", image),
-            ("image/compressed", [image, "/compressed"]),
-            ("camera_info", LaunchConfiguration("camera_info")),
-            ("detections", LaunchConfiguration("detections")),
+            (IMAGE_INPUT, image),
+            (COMPRESSED_IMAGE_INPUT, [image, "/compressed"]),
+            (CAMERA_INFO_INPUT, LaunchConfiguration("camera_info")),
+            (DETECTIONS_INPUT, LaunchConfiguration("detections")),
         ],
     )
     rviz = Node(

@@ -6,14 +6,14 @@
 
 Checks, in this order (each isolated: an exception is recorded with its traceback and the next check runs):
 versions; model parity of the official network (harmonious ResNet-50, 256 px, random weights, fixed seed)
-between the CPU fast path and the device in float32 with TF32 off, with TF32 on (reported only) and under
-float16 autocast; a CPU forward then ``.to(device)`` + ``load_state_dict`` against a fresh device model; the
-Estimator on the test fixtures (stand-in hand, object models, a random-weights checkpoint) on the device in
-fp32 and fp16 against the CPU; Estimator latency (first call and steady state, batch 1 and 8, fp32/fp16,
-cudnn.benchmark off/on); end-to-end frame latency at 640×480 with one hand-object pair through the node's
-frame path (message decoding + Estimator, no ROS); training (3 AMP steps + checkpoint, resume + 1 step,
-2 steps of world-size-1 DDP, 1 deterministic step twice); the cold start of a fresh process with and without
-``Estimator.warm_up``.
+between the network fused for the CPU (``fuse_for_cpu``, as the Estimator runs it there) and the device in
+float32 with TF32 off, with TF32 on (reported only) and under float16 autocast; a fused CPU forward then
+``.to(device)`` + ``load_state_dict`` against a fresh device model; the Estimator on the test fixtures
+(stand-in hand, object models, a random-weights checkpoint) on the device in fp32 and fp16 against the CPU;
+Estimator latency (first call and steady state, batch 1 and 8, fp32/fp16, cudnn.benchmark off/on);
+end-to-end frame latency at 640×480 with one hand-object pair through the node's frame path (message
+decoding + Estimator, no ROS); training (3 AMP steps + checkpoint, resume + 1 step, 2 steps of world-size-1
+DDP, 1 deterministic step twice); the cold start of a fresh process with and without ``Estimator.warm_up``.
 
 The summary goes to ``--out`` and, when the environment variable OUT is set, to ``$OUT/gpu_check.json``; it is
 rewritten after every check, so a killed run still leaves the finished checks. Without either it is printed at
@@ -22,8 +22,9 @@ GPU is usable: one line, nothing run), 1 otherwise.
 
 ``--budget-s``: a check starts only while the run is within the budget (later ones are recorded as skipped),
 and a running check is interrupted ``GRACE_S`` past it. ``--device-under-test cpu`` runs the same checks with
-the device side on the CPU (plain eager modules against the fast path; bfloat16 for the autocast checks; gloo
-for DDP), so everything but the CUDA calls themselves can be exercised without a GPU. ``--quick`` uses a small
+the device side on the CPU (the unfused network against the fused one in the model checks, where the
+Estimator checks compare the fused CPU path with itself; bfloat16 for the autocast checks; gloo for DDP), so
+everything but the CUDA calls themselves can be exercised without a GPU. ``--quick`` uses a small
 network (ResNet-18, 128 px) and fewer frames and repetitions.
 
 Needs torch, torchvision, numpy, opencv and the repository (``test/test_data_ho3d.py`` writes the tiny
@@ -68,7 +69,7 @@ GRACE_S = 20.0  # a running check may overrun the budget by this much before it 
 WORKER_PREFIX = "GPU_CHECK_WORKER_RESULT "
 EXTRA_AMP_STEPS = 12
 
-# Limits (issue 17). Model parity: the device against the CPU fast path on the same weights and inputs.
+# Limits (issue 17). Model parity: the device against the fused CPU network on the same weights and inputs.
 FP32_LIMITS = {"joints2d_px": 0.05, "joints3d_m": 1e-5, "verts3d_m": 1e-5, "obj_vote": 1e-4, "obj_conf": 1e-4}
 FP16_LIMITS = {"joints2d_px": 1.0, "joints3d_m": 2e-3, "obj_vote": 1e-2}
 # The CPU stand-in for float16 autocast is bfloat16 (8 bits of mantissa against 11): 8× looser.
@@ -186,14 +187,6 @@ class Context:
         if self.dut.type == "cuda":
             torch.cuda.synchronize(self.dut)
 
-    def dut_path(self) -> contextlib.AbstractContextManager:
-        """On the CPU stand-in, the plain eager modules (the other code path); nothing on CUDA."""
-        if self.cpu_mode:
-            from hfl_ros.model import fused
-
-            return fused.disabled()
-        return contextlib.nullcontext()
-
     def autocast(self) -> contextlib.AbstractContextManager:
         """float16 autocast on CUDA; bfloat16 on the CPU stand-in."""
         if self.cpu_mode:
@@ -240,7 +233,7 @@ class Context:
         outputs depend on the image (the official initialisation makes them nearly constant).
         """
         from hfl_ros.model.hflnet import HFLNet
-        from hfl_ros.model.standin_hand import STANDIN_FILE_NAMES
+        from hfl_ros.model.mano import STANDIN_FILE_NAMES
 
         torch.manual_seed(seed)
         net = HFLNet.from_config(self.net_config, self.hand_dir() / STANDIN_FILE_NAMES["right"])
@@ -411,9 +404,11 @@ OUTPUT_KEYS = {"joints2d": "joints2d_px", "joints3d": "joints3d_m", "verts3d": "
 
 
 def _cpu_reference(ctx: Context) -> dict[str, torch.Tensor]:
-    """The CPU fast path's outputs of the reference network on the fixed inputs (computed once)."""
+    """The outputs of the reference network fused for the CPU on the fixed inputs (computed once)."""
+    from hfl_ros.model.cpu_fusion import fuse_for_cpu
+
     if "cpu_outputs" not in ctx.cache:
-        net = ctx.reference_net()
+        net = fuse_for_cpu(copy.deepcopy(ctx.reference_net()))
         with torch.inference_mode():
             ctx.cache["cpu_outputs"] = {k: v.clone() for k, v in net(*ctx.model_inputs()).items()}
     return ctx.cache["cpu_outputs"]
@@ -421,13 +416,14 @@ def _cpu_reference(ctx: Context) -> dict[str, torch.Tensor]:
 
 def _dut_outputs(ctx: Context, net: nn.Module, autocast: bool = False) -> dict[str, torch.Tensor]:
     inputs = [t.to(ctx.dut) for t in ctx.model_inputs()]
-    with torch.inference_mode(), ctx.dut_path(), (ctx.autocast() if autocast else contextlib.nullcontext()):
+    with torch.inference_mode(), (ctx.autocast() if autocast else contextlib.nullcontext()):
         out = net(*inputs)
     ctx.sync()
     return {k: v.detach().cpu() for k, v in out.items()}
 
 
 def _dut_net(ctx: Context) -> nn.Module:
+    """The reference network on the device, unfused (on the CPU stand-in: the other code path)."""
     if "dut_net" not in ctx.cache:
         ctx.cache["dut_net"] = copy.deepcopy(ctx.reference_net()).to(ctx.dut).eval()
     return ctx.cache["dut_net"]
@@ -466,7 +462,7 @@ def _parity(ctx: Context, rec: Record, limits: dict[str, float], tf32: bool | No
 
 
 def check_model_parity_fp32(ctx: Context, rec: Record) -> None:
-    """CPU fast path vs the device in float32 with TF32 off."""
+    """The fused CPU network vs the device in float32 with TF32 off."""
     _parity(ctx, rec, FP32_LIMITS, tf32=False, autocast=False)
 
 
@@ -484,17 +480,20 @@ def check_model_parity_fp16_autocast(ctx: Context, rec: Record) -> None:
 
 
 def check_to_device_load_state_dict(ctx: Context, rec: Record) -> None:
-    """A network that ran on the CPU (fast-path caches filled), moved to the device and given the reference
-    weights, equals a fresh device copy of the reference; back on the CPU it equals the CPU reference."""
+    """A fused network that ran on the CPU (packed-weight caches filled), moved to the device and given the
+    reference weights, equals a fresh fused device copy of the reference; back on the CPU it equals the CPU
+    reference."""
+    from hfl_ros.model.cpu_fusion import fuse_for_cpu
+
     ref_net = ctx.reference_net()
     state = {k: v.clone() for k, v in ref_net.state_dict().items()}
-    moved = ctx.build_net(seed=1)
+    moved = fuse_for_cpu(ctx.build_net(seed=1))
     inputs = ctx.model_inputs()
     with torch.inference_mode():
         moved(*inputs)  # fills the CPU caches (folded/packed weights) for the seed-1 weights
     moved.to(ctx.dut)
     moved.load_state_dict(state)
-    fresh = copy.deepcopy(ref_net).to(ctx.dut).eval()
+    fresh = fuse_for_cpu(copy.deepcopy(ref_net)).to(ctx.dut).eval()
     a, b = _dut_outputs(ctx, moved), _dut_outputs(ctx, fresh)
     diff = max(float((a[k] - b[k]).abs().max()) for k in OUTPUT_KEYS)
     rec.figures["max_abs_difference_moved_vs_fresh"] = diff
@@ -608,11 +607,9 @@ def _estimator(ctx: Context, device: torch.device, fp16: bool, **kwargs: Any):
                      fp16=fp16 and device.type == "cuda", **kwargs)
 
 
-def _estimate_frames(ctx: Context, estimator, dut: bool) -> list:
+def _estimate_frames(ctx: Context, estimator) -> list:
     scene = _scene(ctx)
-    frames = [(image, SCENE_K, _detections(scene)) for image in scene["frames"]]
-    with ctx.dut_path() if dut else contextlib.nullcontext():
-        return estimator.estimate_batch(frames)
+    return estimator.estimate_batch([(image, SCENE_K, _detections(scene)) for image in scene["frames"]])
 
 
 def _angle_deg(Ra: np.ndarray, Rb: np.ndarray) -> float:
@@ -623,14 +620,14 @@ def _estimator_parity(ctx: Context, rec: Record, precision: str) -> None:
     from hfl_ros.results import Status
 
     if "estimator_cpu" not in ctx.cache:
-        ctx.cache["estimator_cpu"] = _estimate_frames(ctx, _estimator(ctx, torch.device("cpu"), False), False)
+        ctx.cache["estimator_cpu"] = _estimate_frames(ctx, _estimator(ctx, torch.device("cpu"), False))
     reference = ctx.cache["estimator_cpu"]
     fp16 = precision == "fp16"
     estimator = _estimator(ctx, ctx.dut, fp16)
     rec.figures["precision"] = "float16 autocast" if estimator.fp16 else "float32"
     if fp16 and not estimator.fp16:
         rec.figures["note"] = "cpu mode: the Estimator has no fp16 on the CPU, so this ran in float32"
-    results = _estimate_frames(ctx, estimator, True)
+    results = _estimate_frames(ctx, estimator)
     limits = ESTIMATOR_LIMITS[precision]
     scene = _scene(ctx)
     worst = {"joints_m": 0.0, "verts_m": 0.0, "rotation_deg": 0.0, "translation_m": 0.0}
@@ -1007,8 +1004,9 @@ def worker_cold_start(spec: dict[str, Any]) -> dict[str, Any]:
             torch.cuda.synchronize(device)
 
     start = time.perf_counter()
-    estimator = Estimator(spec["checkpoint"], mano_dir=spec["hand_dir"], object_models=spec["models"],
-                          device=spec["device"], fp16=spec["fp16"], with_vertices=True)
+    estimator = Estimator(checkpoint_path=spec["checkpoint"], mano_dir=spec["hand_dir"],
+                          object_models=spec["models"], device=spec["device"], fp16=spec["fp16"],
+                          with_vertices=True)
     sync()
     construct_s = time.perf_counter() - start
     warm_up_s = estimator.warm_up() if spec["warm_up"] else 0.0

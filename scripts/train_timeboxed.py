@@ -70,7 +70,11 @@ class Validation:
     def score(self) -> float:
         import torch
 
+        from hfl_ros.model import fuse_for_cpu
+
         trainer = self.trainer
+        if trainer.device.type == "cpu":
+            fuse_for_cpu(trainer.net)  # idempotent; the fused kernels run only in eval mode without autograd
         trainer.model.eval()
         total, count = 0.0, 0
         with torch.no_grad():

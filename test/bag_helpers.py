@@ -1,4 +1,4 @@
-"""Test helpers for the bag tools: synthetic bags (from hfl_ros.bag.synthetic) and small model assets."""
+"""Test helpers for the bag tools: synthetic bags (from hfl_ros.demo.synthetic_bag) and small model assets."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hfl_ros.bag.synthetic import (  # noqa: F401 - re-exported for the tests
+from hfl_ros.demo.synthetic_bag import (  # noqa: F401 - re-exported for the tests
     DETECTIONS_TOPIC,
     FRAME_ID,
     HAND_BOX,
@@ -35,16 +35,16 @@ def write_test_assets(root: Path) -> dict[str, str]:
     """A random-weight checkpoint (resnet18, 128 px input), the stand-in hand model and an object model."""
     import torch
 
+    from hfl_ros.data.standin_hand import write_standin_hand_model
     from hfl_ros.model.checkpoint import save_checkpoint
-    from hfl_ros.model.hflnet import HFLNet
-    from hfl_ros.model.standin_hand import write_standin_hand_model
+    from hfl_ros.model.hflnet import hflnet_resnet18
 
     mano = root / "hand"
     mano.mkdir(parents=True)
     write_standin_hand_model(mano / "STANDIN_HAND_RIGHT.pkl", "right", 0)
     write_standin_hand_model(mano / "STANDIN_HAND_LEFT.pkl", "left", 0)
     torch.manual_seed(0)
-    net = HFLNet(mano / "STANDIN_HAND_RIGHT.pkl", trunk="resnet18", input_size=128)
+    net = hflnet_resnet18(mano_path=mano / "STANDIN_HAND_RIGHT.pkl", input_size=128)
     checkpoint = save_checkpoint(root / "random.pt", net, {"note": "random weights for tests"})
     objects = root / "objects" / "3"
     objects.mkdir(parents=True)

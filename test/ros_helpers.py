@@ -101,18 +101,29 @@ def make_node_assets(directory: Path) -> dict[str, str]:
     """Stand-in hand models, a random-weight checkpoint of the smallest network and the object models."""
     import torch
 
+    from hfl_ros.data.standin_hand import write_standin_hand_model
     from hfl_ros.model.checkpoint import save_checkpoint
-    from hfl_ros.model.hflnet import HFLNet
-    from hfl_ros.model.mano import write_standin_hand_model
+    from hfl_ros.model.hflnet import hflnet_resnet18
 
     torch.manual_seed(0)
     mano_dir = directory / "hand_model"
     right = write_standin_hand_model(mano_dir / "STANDIN_HAND_RIGHT.pkl", "right", 0)
     write_standin_hand_model(mano_dir / "STANDIN_HAND_LEFT.pkl", "left", 0)
-    net = HFLNet(mano_path=right, variant="single", trunk="resnet18", input_size=128)
+    net = hflnet_resnet18(mano_path=right, variant="single", input_size=128)
     checkpoint = save_checkpoint(directory / "random_weights.pt", net, {"purpose": "test"})
     objects = write_object_models(directory / "objects")
     return {"checkpoint_path": str(checkpoint), "mano_dir": str(mano_dir), "object_models_dir": str(objects)}
+
+
+def reliable_inputs(image: str = "/image", camera_info: str = "/camera_info", detections: str = "/detections",
+                    depth: int = 10) -> dict[str, object]:
+    """``qos_overrides`` parameters making the perception node's three input subscriptions (their topics after
+    remapping) reliable and ``depth`` deep, so that a test loses no message to the sensor-data default."""
+    from hfl_ros.ros.names import qos_override_parameters
+
+    return {name: value for topic in (image, camera_info, detections)
+            for name, value in qos_override_parameters(topic, "subscription", reliability="reliable",
+                                                       depth=depth).items()}
 
 
 def write_params_file(path: Path, values: dict, node_name: str = "/**") -> Path:

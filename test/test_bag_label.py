@@ -75,7 +75,7 @@ def shared_estimator(assets):
     from hfl_ros.estimator import Estimator
 
     torch.set_num_threads(1)
-    return Estimator(assets["checkpoint"], mano_dir=assets["mano_dir"], device="cpu",
+    return Estimator(checkpoint_path=assets["checkpoint"], mano_dir=assets["mano_dir"], device="cpu",
                      object_models=assets["object_models_dir"])
 
 
@@ -240,10 +240,15 @@ def test_params_file_layouts(tmp_path):
         "/**": {"ros__parameters": {"device": "cpu", "right_hand_labels": ["R"], "queue_policy": "all"}}}))
     params = options_from_params(read_params_file(path))
     # The /** section wins over a node section; empty paths mean "not set"; other node parameters are ignored.
-    assert params == {"device": "cpu", "right_hand_labels": ("R",), "sync_slop": 0.02, "mano_dir": None}
-    path.write_text(yaml.safe_dump({"/**": {"ros__parameters": {"fp16": "yes"}}}))
-    with pytest.raises(ParamsFileError, match="fp16"):
-        options_from_params(read_params_file(path))
+    assert params == {"device": "cpu", "right_hand_labels": ("R",), "sync_slop": 0.02, "mano_dir": ""}
+    # Values are checked by the node's own validators, and the file is named.
+    for bad, needle in (({"fp16": "yes"}, "parameter 'fp16': expected true or false"),
+                        ({"hand_score_threshold": 1.5}, "parameter 'hand_score_threshold': 1.5 is too large"),
+                        ({"default_hand_side": "middle"}, "parameter 'default_hand_side': 'middle' is not"),
+                        ({"max_batch": 0}, "parameter 'max_batch': 0 is too small")):
+        path.write_text(yaml.safe_dump({"/**": {"ros__parameters": bad}}))
+        with pytest.raises(ParamsFileError, match=f"^{path}: {needle}"):
+            options_from_params(read_params_file(path), path)
     path.write_text("just: text\n")
     with pytest.raises(ParamsFileError, match="ros__parameters"):
         read_params_file(path)

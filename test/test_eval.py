@@ -16,7 +16,7 @@ from hfl_ros.cli import main
 from hfl_ros.data.ho3d import HO3DDataset
 from hfl_ros.errors import AssetError
 from hfl_ros.model.checkpoint import save_checkpoint
-from hfl_ros.model.hflnet import HFLNet
+from hfl_ros.model.hflnet import hflnet_resnet18
 from hfl_ros.model.mano import ManoLayer
 from hfl_ros.results import Detection, HandEstimate, HandObjectResult, ObjectEstimate, Status
 from hfl_ros.train.eval_cli import object_library
@@ -31,7 +31,7 @@ def tiny(tmp_path_factory):
     mano_dir = write_standin_mano(base / "mano")
     layer = ManoLayer(mano_dir, side="right", center_idx=0).eval()
     write_tiny_ho3d(base / "ho3d", n_train=3, n_eval=2, mano_layer=layer)
-    net = HFLNet(mano_dir, trunk="resnet18", input_size=64)
+    net = hflnet_resnet18(mano_path=mano_dir, input_size=64)
     checkpoint = save_checkpoint(base / "random.pt", net, {"model": net.config})
     return base / "ho3d", mano_dir, checkpoint
 

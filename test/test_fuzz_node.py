@@ -17,8 +17,8 @@ rclpy = pytest.importorskip("rclpy")
 from types import SimpleNamespace  # noqa: E402
 
 from hfl_ros.errors import BadCameraError  # noqa: E402
-from hfl_ros.nodes.perception import ThrottledLogger  # noqa: E402
 from hfl_ros.ros.convert import camera_info_to_K, check_camera_info_size  # noqa: E402
+from hfl_ros.ros.node_logging import ThrottledLogger  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
@@ -34,7 +34,9 @@ ENCODING_SAMPLE = ["encoding_rgb8", "encoding_bgra8", "encoding_mono16", "encodi
 def test_throttled_logger_mixes_levels_on_a_real_rclpy_logger():
     """rclpy raises when one call site logs at two severities; that used to stop the node's executor the
     first time it logged an info line (camera_info fallback) after a warning."""
-    logger = ThrottledLogger(rclpy.logging.get_logger("fuzz_test"), period_s=60.0)
+    from rclpy.logging import get_logger
+
+    logger = ThrottledLogger(get_logger("fuzz_test"), period_s=60.0)
     for level, reason in [("warning", "a"), ("info", "b"), ("error", "c"), ("debug", "d"), ("warning", "e")]:
         logger.log(level, reason, "message")
     calls = []

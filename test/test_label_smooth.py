@@ -12,9 +12,8 @@ from hfl_ros.bag import records
 from hfl_ros.bag.label import LabelOptions, label_bag
 from hfl_ros.bag.label_smooth import smooth_records
 from hfl_ros.bag.typestore import typestore
-from hfl_ros.geometry.rotations import axis_angle_to_matrix
+from hfl_ros.geometry.rotations import axis_angle_to_matrix, matrix_to_quaternion_xyzw
 from hfl_ros.results import HandEstimate, HandObjectResult, ObjectEstimate, Side, Status
-from hfl_ros.ros.builders import quaternion_xyzw
 from hfl_ros.tracking import SmootherConfig
 
 FPS = 30.0
@@ -66,7 +65,7 @@ def test_smooth_records_tracks_two_objects_of_one_class_and_lowers_the_error():
             assert obj["position"] == raw_copy[k]["pairs"][which]["object"]["position"]  # raw kept
             raw_err.append(np.linalg.norm(np.array(obj["position"]) - t))
             smooth_err.append(np.linalg.norm(np.array(obj["smoothed"]["position"]) - t))
-            q = quaternion_xyzw(R)
+            q = matrix_to_quaternion_xyzw(R)
             raw_rot.append(_quat_angle(obj["quaternion"], q))
             smooth_rot.append(_quat_angle(obj["smoothed"]["quaternion"], q))
             assert len(pair["hand"]["smoothed"]["joints"]) == 21
@@ -139,7 +138,9 @@ def test_smooth_flags_reach_the_options(tmp_path, capsys):
 
     parser = argparse.ArgumentParser()
     label_cli.add_arguments(parser)
-    base = [str(tmp_path), "--out", str(tmp_path / "o")]
+    checkpoint = tmp_path / "model.pt"
+    checkpoint.write_bytes(b"not read here")
+    base = [str(tmp_path), "--out", str(tmp_path / "o"), "--checkpoint", str(checkpoint)]
     assert label_cli.options_from_args(parser.parse_args(base)).smooth is None
     args = parser.parse_args([*base, "--smooth", "--smooth-window", "0.4"])
     assert label_cli.options_from_args(args).smooth == SmootherConfig(half_window_s=0.4)

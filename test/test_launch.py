@@ -21,7 +21,7 @@ from xml.etree import ElementTree
 
 import pytest
 import yaml
-from ros_helpers import REPO, make_node_assets, module_domain_id, write_params_file
+from ros_helpers import REPO, make_node_assets, module_domain_id, reliable_inputs, write_params_file
 
 LAUNCH_FILE = REPO / "launch" / "perception.launch.py"
 NODE_NAME = "hfl_perception"
@@ -196,7 +196,8 @@ def test_yaml_parameters_and_remaps_reach_the_launched_node(monkeypatch, tmp_pat
     assets = make_node_assets(tmp_path / "assets")
     yaml_values = {**assets, "num_threads": 1, "sync_slop": 0.02, "tf_prefix": "launch_",
                    "queue_policy": "all", "hand_score_threshold": 0.25, "right_hand_labels": ["rh", "right"],
-                   "marker_lifetime": 2, "qos_input_reliability": "reliable", "qos_input_depth": 10}
+                   "marker_lifetime": 2, **reliable_inputs("/cam/image_raw", "/robot1/camera_info",
+                                                            "/detector/detections")}
     params_file = write_params_file(tmp_path / "user_params.yaml", yaml_values)
     _, (node,) = resolve(load_launch_description(monkeypatch), {
         "params_file": str(params_file), "namespace": "robot1", "use_sim_time": "true",
@@ -229,12 +230,14 @@ def test_yaml_parameters_and_remaps_reach_the_launched_node(monkeypatch, tmp_pat
         # camera_info is not remapped: a relative name, in the namespace.
         assert {"/cam/image_raw", "/detector/detections", "/robot1/camera_info"} <= subscribed()
         names = ["sync_slop", "tf_prefix", "queue_policy", "hand_score_threshold", "right_hand_labels",
-                 "marker_lifetime", "checkpoint_path", "use_sim_time", "publish_tf"]
+                 "marker_lifetime", "checkpoint_path", "use_sim_time", "publish_tf",
+                 "qos_overrides./robot1/camera_info.subscription.depth"]
         values = get_parameters(session, full_name, names)
         assert values == {"sync_slop": 0.02, "tf_prefix": "launch_", "queue_policy": "all",
                           "hand_score_threshold": 0.25, "right_hand_labels": ["rh", "right"],
                           "marker_lifetime": 2, "checkpoint_path": assets["checkpoint_path"],
-                          "use_sim_time": True, "publish_tf": True}
+                          "use_sim_time": True, "publish_tf": True,
+                          "qos_overrides./robot1/camera_info.subscription.depth": 10}
         # queue_policy "all" from the YAML: a burst of frames is answered frame by frame, none dropped.
         sub, answers = session.subscribe(HandObjectPoseArray, f"{full_name}/hand_object_poses")
         stamps = _send_burst(session, sub, 4, proc)

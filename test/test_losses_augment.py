@@ -11,13 +11,13 @@ import torch
 from test_data_ho3d import write_standin_mano, write_tiny_ho3d
 from torch.utils.data import DistributedSampler
 
+from hfl_ros.data.augment import AugmentConfig, photometric, sample_rotation
 from hfl_ros.data.ho3d import HO3DDataset
 from hfl_ros.data.torch_dataset import EpochSampler, HandObjectTrainingDataset
 from hfl_ros.geometry.boxes import box_from_points
 from hfl_ros.geometry.crop import crop_for_pair, warp_image
 from hfl_ros.geometry.rotations import axis_angle_to_matrix
 from hfl_ros.model.mano import ManoLayer
-from hfl_ros.train.augment import AugmentConfig, photometric, sample_rotation
 from hfl_ros.train.losses import HFLNetLoss, LossWeights
 
 BONE_RGB = (250, 200, 170)

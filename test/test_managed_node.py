@@ -30,7 +30,8 @@ from node_harness import (  # noqa: E402
     set_parameters,
     start_process,
 )
-from ros_helpers import REPO, make_node_assets, module_domain_id, write_params_file  # noqa: E402
+from rclpy.qos import ReliabilityPolicy  # noqa: E402
+from ros_helpers import REPO, make_node_assets, module_domain_id, reliable_inputs, write_params_file  # noqa: E402
 from test_launch import load_launch_description, resolve, ros_args  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -64,7 +65,7 @@ def _start(command: list[str], log_dir: Path, pauses: str = "") -> subprocess.Po
 def _launched_managed_node(monkeypatch, tmp_path: Path, assets: dict[str, str]) -> list[str]:
     """The command line launch_ros runs for perception.launch.py with ``managed:=true``."""
     params = write_params_file(tmp_path / "params.yaml", {**assets, "device": "cpu", "num_threads": 1,
-                                                           "qos_input_reliability": "reliable"})
+                                                           **reliable_inputs()})
     arguments = {"params_file": str(params), "managed": "true"}
     _, (node,) = resolve(load_launch_description(monkeypatch), arguments)
     assert node.arguments == ["--managed", "true"]
@@ -80,11 +81,13 @@ def _change(session: RosSession, transition: int) -> bool:
     return session.call(ChangeState, f"{NODE}/change_state", request, LOAD_TIMEOUT).success
 
 
+def _image_subscriptions(session: RosSession) -> list:
+    return [i for i in session.node.get_subscriptions_info_by_topic("/image") if i.node_name == NODE[1:]]
+
+
 def _endpoints(session: RosSession) -> tuple[int, int]:
     """(publishers of the results, subscriptions to the image) of the node."""
-    subscriptions = [i for i in session.node.get_subscriptions_info_by_topic("/image")
-                     if i.node_name == NODE[1:]]
-    return session.node.count_publishers(POSES), len(subscriptions)
+    return session.node.count_publishers(POSES), len(_image_subscriptions(session))
 
 
 def _log(proc: subprocess.Popen) -> str:
@@ -116,6 +119,9 @@ def test_lifecycle_transitions_over_the_services(monkeypatch, tmp_path, assets, 
         for round_ in range(2):  # activate, process, deactivate: twice on one configure
             assert _change(session, Transition.TRANSITION_ACTIVATE) and _state(session) == "active"
             session.wait_for(lambda: _endpoints(session) == (1, 1), 60.0, "the node's topics", proc)
+            # The qos_overrides of the params file apply on every activate (best effort without them).
+            (image,) = _image_subscriptions(session)
+            assert image.qos_profile.reliability == ReliabilityPolicy.RELIABLE
             (stamp,) = publish_hand_frames(session, 1, next(frame))
             session.wait_for(lambda s=stamp: any(m.header.stamp.sec == s for m in results), 60.0,
                              f"the result of round {round_}", proc)

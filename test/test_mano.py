@@ -14,6 +14,7 @@ import torch
 from scipy.sparse import csc_matrix
 from scipy.spatial.transform import Rotation
 
+from hfl_ros.data.standin_hand import make_standin_hand_model, write_standin_hand_model
 from hfl_ros.errors import HandModelError, InputError
 from hfl_ros.hand_joints import (
     FINGERTIP_VERTICES,
@@ -23,11 +24,8 @@ from hfl_ros.hand_joints import (
 )
 from hfl_ros.model.mano import (
     ManoLayer,
-    axis_angle_to_matrix,
     find_hand_model_file,
     load_hand_model_file,
-    make_standin_hand_model,
-    write_standin_hand_model,
 )
 
 torch.set_num_threads(1)
@@ -405,23 +403,6 @@ def test_bad_pose_or_betas_shape_is_refused(layer):
         layer(torch.zeros(2, 45, dtype=torch.float64))
     with pytest.raises(InputError, match="betas"):
         layer(torch.zeros(2, 48, dtype=torch.float64), torch.zeros(2, 9, dtype=torch.float64))
-
-
-def test_axis_angle_to_matrix_matches_scipy_and_is_safe_at_zero():
-    g = torch.Generator().manual_seed(11)
-    rotvecs = torch.randn(64, 3, generator=g, dtype=torch.float64) * 2
-    rotvecs[0] = 0
-    rotvecs[1] = torch.tensor([1e-9, -2e-9, 0.5e-9])
-    rotvecs[2] = torch.tensor([0.0, 0.0, np.pi])
-    expected = torch.as_tensor(Rotation.from_rotvec(rotvecs.numpy()).as_matrix())
-    torch.testing.assert_close(axis_angle_to_matrix(rotvecs), expected, atol=1e-14, rtol=0)
-    assert torch.equal(axis_angle_to_matrix(torch.zeros(3)), torch.eye(3))
-    matrices32 = axis_angle_to_matrix(rotvecs.float().reshape(4, 16, 3))
-    assert matrices32.shape == (4, 16, 3, 3) and matrices32.dtype == torch.float32
-    torch.testing.assert_close(matrices32.reshape(64, 3, 3).double(), expected, atol=1e-6, rtol=0)
-    small = torch.zeros(2, 3, dtype=torch.float64, requires_grad=True)
-    axis_angle_to_matrix(small)[..., 0, 1].sum().backward()
-    torch.testing.assert_close(small.grad, torch.tensor([[0.0, 0.0, -1.0]] * 2, dtype=torch.float64))
 
 
 # ---------------------------------------------------------------------------------------------------------

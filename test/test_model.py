@@ -1,7 +1,9 @@
-"""HFLNet: official state_dict layout, strict checkpoint I/O, rotation helpers, forward contract, variants."""
+"""HFLNet: official state_dict layout, strict checkpoint I/O, rotation helpers, forward contract, CPU fusion,
+variants and builders."""
 
 from __future__ import annotations
 
+import copy
 import math
 import re
 
@@ -10,11 +12,25 @@ import pytest
 import torch
 from scipy.spatial.transform import Rotation
 
+from hfl_ros.data.standin_hand import write_standin_hand_model
 from hfl_ros.errors import BadBoxError, BadImageError, CheckpointError
-from hfl_ros.model import HFLNet, fused, load_network, load_official_checkpoint, save_checkpoint
-from hfl_ros.model.mano import write_standin_hand_model
+from hfl_ros.model import (
+    HFLNet,
+    fuse_for_cpu,
+    hflnet_efficientnet_lite0,
+    hflnet_efficientnet_lite1,
+    hflnet_efficientnet_lite2,
+    hflnet_resnet18,
+    hflnet_resnet34,
+    hflnet_resnet50,
+    load_network,
+    load_official_checkpoint,
+    save_checkpoint,
+)
+from hfl_ros.model.backbone import StreamBackbone
+from hfl_ros.model.cpu_fusion import FUSED_CLASSES, FusedStreamBackbone, PackedConv2d
 from hfl_ros.model.roi import feature_windows, smoothed_roi_features
-from hfl_ros.model.rotation_utils import rot6d_to_rotmat, rotmat_to_axis_angle
+from hfl_ros.model.rotation_utils import axis_angle_to_rotmat, rot6d_to_rotmat, rotmat_to_axis_angle
 
 torch.set_num_threads(1)
 
@@ -36,12 +52,12 @@ def hand_model(tmp_path_factory) -> str:
 @pytest.fixture(scope="module")
 def official_net(hand_model) -> HFLNet:
     torch.manual_seed(0)
-    return HFLNet(hand_model).eval()
+    return hflnet_resnet50(mano_path=hand_model).eval()
 
 
 def _small_net(hand_model: str | None, variant: str = "harmonious", seed: int = 0) -> HFLNet:
     torch.manual_seed(seed)
-    return HFLNet(hand_model, variant, trunk="resnet18", input_size=128).eval()
+    return hflnet_resnet18(mano_path=hand_model, variant=variant, input_size=128).eval()
 
 
 def _inputs(batch: int, size: int, seed: int = 1):
@@ -214,7 +230,7 @@ def test_official_checkpoint_round_trip_reproduces_outputs(official_net, tmp_pat
     path = tmp_path / "checkpoint_ho3d.pth.tar"
     _save_official(path, official_net.state_dict())
 
-    fresh = HFLNet().eval()  # zero MANO buffers: the checkpoint carries them
+    fresh = hflnet_resnet50().eval()  # zero MANO buffers: the checkpoint carries them
     meta = load_official_checkpoint(fresh, path)
     assert meta["epoch"] == 70
     images, hand, obj = _inputs(1, 256)
@@ -430,6 +446,23 @@ def test_rotmat_to_axis_angle_float32_is_accurate_near_zero():
     np.testing.assert_allclose(aa, vecs, atol=2e-7)
 
 
+def test_axis_angle_to_rotmat_matches_scipy_and_is_safe_at_zero():
+    g = torch.Generator().manual_seed(11)
+    rotvecs = torch.randn(64, 3, generator=g, dtype=torch.float64) * 2
+    rotvecs[0] = 0
+    rotvecs[1] = torch.tensor([1e-9, -2e-9, 0.5e-9])
+    rotvecs[2] = torch.tensor([0.0, 0.0, math.pi])
+    expected = torch.as_tensor(Rotation.from_rotvec(rotvecs.numpy()).as_matrix())
+    torch.testing.assert_close(axis_angle_to_rotmat(rotvecs), expected, atol=1e-14, rtol=0)
+    assert torch.equal(axis_angle_to_rotmat(torch.zeros(3)), torch.eye(3))
+    matrices32 = axis_angle_to_rotmat(rotvecs.float().reshape(4, 16, 3))
+    assert matrices32.shape == (4, 16, 3, 3) and matrices32.dtype == torch.float32
+    torch.testing.assert_close(matrices32.reshape(64, 3, 3).double(), expected, atol=1e-6, rtol=0)
+    small = torch.zeros(2, 3, dtype=torch.float64, requires_grad=True)
+    axis_angle_to_rotmat(small)[..., 0, 1].sum().backward()
+    torch.testing.assert_close(small.grad, torch.tensor([[0.0, 0.0, -1.0]] * 2, dtype=torch.float64))
+
+
 # ----------------------------------------------------------------------------------------------------
 # forward contract
 # ----------------------------------------------------------------------------------------------------
@@ -512,9 +545,12 @@ def test_disjoint_boxes_zero_the_key_value_map_but_the_block_runs(hand_model):
     assert not torch.allclose(seen["out"][1], seen["query"][1])  # the attention still changed the features
 
 
-def test_windowed_smoothing_equals_the_full_map(hand_model):
+@pytest.mark.parametrize("fused", [False, True])
+def test_windowed_smoothing_equals_the_full_map(hand_model, fused):
     net = _small_net(hand_model)
     _randomise_bn(net)
+    if fused:  # the full map with the packed conv, the windows with the module's weights
+        fuse_for_cpu(net)
     images = torch.rand(4, 3, 128, 128, generator=torch.Generator().manual_seed(2))
     hand = torch.tensor(
         [[20.0, 25, 75, 100], [65, 10, 115, 60], [0, 0, 128, 128], [100.2, 110.7, 100.9, 111.1]]
@@ -550,9 +586,11 @@ def _informative(net: HFLNet) -> HFLNet:
 
 
 def test_cpu_memory_layouts_are_applied_only_on_the_cpu():
-    """Channels-last activations and the contiguous eager stage 4 are CPU measurements; other devices keep the
-    layout they get (a "meta" tensor stands in for a GPU one)."""
+    """Channels-last activations and the contiguous stage 4 of the reference modules are CPU measurements
+    (the fused backbone keeps stage 4 channels-last); other devices keep the layout they get (a "meta" tensor
+    stands in for a GPU one)."""
     from hfl_ros.model import backbone
+    from hfl_ros.model.packed_conv import packing_works
 
     seen: list[torch.Tensor] = []
 
@@ -567,24 +605,27 @@ def test_cpu_memory_layouts_are_applied_only_on_the_cpu():
     assert backbone._cpu_channels_last(meta) is meta
     stage = Record().eval()
     channels_last = cpu.contiguous(memory_format=torch.channels_last)
-    with torch.inference_mode(), fused.disabled():
-        backbone._stage4(stage, channels_last)  # the eager CPU stage 4 runs NCHW
-        backbone._stage4(stage, meta.contiguous(memory_format=torch.channels_last))
+    reference = StreamBackbone("single", "resnet18").eval()
+    fused = fuse_for_cpu(StreamBackbone("single", "resnet18").eval())
+    with torch.inference_mode():
+        reference.run_stage4(stage, channels_last)  # the reference CPU stage 4 runs NCHW
+        reference.run_stage4(stage, meta.contiguous(memory_format=torch.channels_last))
+        fused.run_stage4(stage, channels_last)
     assert seen[0].is_contiguous() and not seen[0].is_contiguous(memory_format=torch.channels_last)
     assert seen[1].is_contiguous(memory_format=torch.channels_last)  # passed through untouched
+    assert seen[2].is_contiguous(memory_format=torch.channels_last) == packing_works()
 
 
-@pytest.mark.parametrize("trunk", ["resnet50", "resnet18"])
-def test_cpu_fast_path_matches_the_eager_modules(trunk):
-    net = _informative(HFLNet(None, trunk=trunk, input_size=128))
+@pytest.mark.parametrize("build", [hflnet_resnet50, hflnet_resnet18])
+def test_the_fused_network_matches_the_reference(build):
+    reference = _informative(build(input_size=128))
+    fused = fuse_for_cpu(copy.deepcopy(reference))
     images, hand, obj = _inputs(2, 128)
     keys = ("joints2d", "heatmaps", "mano_pose", "mano_shape", "obj_vote", "obj_conf")
 
     def compare() -> None:
         with torch.inference_mode():
-            fast = net(images, hand, obj)
-            with fused.disabled():
-                eager = net(images, hand, obj)
+            fast, eager = fused(images, hand, obj), reference(images, hand, obj)
         for key in keys:
             scale = eager[key].abs().max()
             assert torch.allclose(fast[key], eager[key], atol=1e-4 * scale, rtol=1e-4), key
@@ -593,11 +634,60 @@ def test_cpu_fast_path_matches_the_eager_modules(trunk):
     compare()
     # the folded / packed weights follow in-place changes of parameters and running statistics
     with torch.no_grad():
-        net.base_net.layer1_h[0][0].bn2.running_var.mul_(3.0)
-        net.obj_head.conv2_2.weight.mul_(-1.0)
+        for net in (reference, fused):
+            net.base_net.layer1_h[0][0].bn2.running_var.mul_(3.0)
+            net.obj_head.conv2_2.weight.mul_(-1.0)
     compare()
-    net.load_state_dict(_informative(HFLNet(None, trunk=trunk, input_size=128)).state_dict())
+    state = _informative(build(input_size=128)).state_dict()
+    reference.load_state_dict(state)
+    fused.load_state_dict(state)
     compare()
+
+
+def test_fuse_for_cpu_works_in_place_and_keeps_the_state_dict():
+    net = _small_net(None)
+    reference_types = {type(m) for m in net.modules()} & set(FUSED_CLASSES)
+    assert len(reference_types) == len(FUSED_CLASSES) - 1  # all but Bottleneck (a ResNet-18)
+    before = {k: v.data_ptr() for k, v in net.state_dict().items()}
+    assert fuse_for_cpu(net) is net
+    assert {k: v.data_ptr() for k, v in net.state_dict().items()} == before  # the same keys and tensors
+    types = [type(m) for m in net.modules()]
+    assert not set(types) & reference_types and {FUSED_CLASSES[t] for t in reference_types} <= set(types)
+    packed = [name for name, m in net.named_modules() if isinstance(m, PackedConv2d)]
+    assert len(packed) == 12 and "hand_encoder.heatmap_conv" in packed  # 10 FPN convs and the encoder's 2
+    assert type(net.hand_head.score[0]) is torch.nn.Conv2d  # the other convs are left alone
+    assert fuse_for_cpu(net) is net and [type(m) for m in net.modules()] == types  # fusing again: no change
+
+
+def test_a_fused_network_outside_cpu_inference_computes_the_reference():
+    """With autograd, in training mode or under autocast the fused modules run the reference computation."""
+    net = _informative(_small_net(None))
+    fused = fuse_for_cpu(copy.deepcopy(net))
+    images, hand, obj = _inputs(2, 128)
+    with torch.enable_grad():
+        a, b = net(images, hand, obj), fused(images, hand, obj)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        a, b = net(images, hand, obj), fused(images, hand, obj)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    net.train()
+    fused.train()
+    a, b = net(images, hand, obj), fused(images, hand, obj)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert all(torch.equal(x, y) for x, y in zip(net.state_dict().values(), fused.state_dict().values()))
+
+
+def test_the_cpu_estimator_fuses_the_callers_network_in_place(hand_model):
+    from hfl_ros.estimator import Estimator
+
+    net = _small_net(hand_model)
+    reference = copy.deepcopy(net)
+    estimator = Estimator(net=net, device="cpu")
+    assert estimator.net is net and isinstance(net.base_net, FusedStreamBackbone)
+    images, hand, obj = _inputs(2, 128)
+    with torch.inference_mode():
+        a, b = reference(images, hand, obj), net(images, hand, obj)
+    assert all(torch.allclose(a[k], b[k], atol=1e-4 * a[k].abs().max(), rtol=1e-4) for k in a)
 
 
 def test_windowed_smoothing_matches_for_random_boxes():
@@ -654,14 +744,38 @@ def test_ablation_variants_build_and_run(hand_model, variant):
 
 
 def test_resnet50_ablation_variants_have_the_expected_trunks():
-    single = HFLNet(None, "single")
-    double = HFLNet(None, "double")
+    single = hflnet_resnet50(variant="single")
+    double = hflnet_resnet50(variant="double")
     n_single = sum(p.numel() for p in single.base_net.parameters())
     n_double = sum(p.numel() for p in double.base_net.parameters())
     resnet50_trunk = 23_508_032  # torchvision ResNet-50 without its fc layer
     fpn = 256 * (2048 + 1024 + 512 + 256) + 4 * 256 + 256 * 256 * 9 + 256
     assert n_single == resnet50_trunk + fpn
     assert n_double == 2 * (resnet50_trunk + fpn)
+
+
+@pytest.mark.parametrize(
+    ("build", "trunk"),
+    [
+        (hflnet_resnet18, "resnet18"),
+        (hflnet_resnet34, "resnet34"),
+        (hflnet_resnet50, "resnet50"),
+        (hflnet_efficientnet_lite0, "efficientnet_lite0"),
+        (hflnet_efficientnet_lite1, "efficientnet_lite1"),
+        (hflnet_efficientnet_lite2, "efficientnet_lite2"),
+    ],
+)
+def test_each_builder_builds_its_trunk(build, trunk):
+    net = build(variant="double", input_size=64, roi_res=16, feature_channels=32)
+    assert isinstance(net, HFLNet) and net.training
+    assert net.config == {"variant": "double", "trunk": trunk, "heads": 4, "input_size": 64, "roi_res": 16,
+                          "feature_channels": 32}
+
+
+def test_the_resnet50_builder_defaults_to_the_official_network():
+    official = {"variant": "harmonious", "trunk": "resnet50", "heads": 4, "input_size": 256, "roi_res": 32,
+                "feature_channels": 256}
+    assert hflnet_resnet50().config == official
 
 
 def test_resnet18_demo_configuration(hand_model):
@@ -685,7 +799,7 @@ def test_resnet18_demo_configuration(hand_model):
 def test_imagenet_weights_missing_offline_say_where_to_put_them(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     with pytest.raises(CheckpointError, match=r"resnet18-f37072fd\.pth.*" + re.escape(str(tmp_path))):
-        HFLNet(None, trunk="resnet18", imagenet_weights=True)
+        hflnet_resnet18(imagenet_weights=True)
 
 
 def test_imagenet_weights_initialise_both_streams(tmp_path, monkeypatch):
@@ -697,7 +811,7 @@ def test_imagenet_weights_initialise_both_streams(tmp_path, monkeypatch):
     target = tmp_path / "torch" / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
     target.parent.mkdir(parents=True)
     torch.save(reference.state_dict(), target)
-    net = HFLNet(None, trunk="resnet18", imagenet_weights=True)
+    net = hflnet_resnet18(imagenet_weights=True)
     trunk = net.base_net
     assert torch.equal(trunk.layer0_h[0].weight, reference.conv1.weight)
     assert torch.equal(trunk.layer3_h[0][1].conv2.weight, reference.layer3[1].conv2.weight)

@@ -37,6 +37,7 @@ from ros_helpers import (  # noqa: E402
     REPO,
     make_node_assets,
     module_domain_id,
+    reliable_inputs,
     write_params_file,
 )
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
@@ -65,6 +66,8 @@ HERE = Path(__file__).resolve().parent
 pytestmark = pytest.mark.ros
 
 NODE = "/hfl_perception"
+#: The node's image, camera_info and detections inputs, remapped to these topics.
+INPUT_TOPICS = ("/cam/image_raw", "/cam/camera_info", "/detector/detections")
 FRAME_ID = "camera_optical"
 RIGHT_BOX = (30.0, 30.0, 80.0, 90.0)
 LEFT_BOX = (90.0, 20.0, 140.0, 80.0)
@@ -240,9 +243,10 @@ class Harness:
     def __init__(self, session: RosSession, proc: subprocess.Popen):
         self.session, self.proc = session, proc
         node = session.node
-        self.pub_image = node.create_publisher(Image, "/cam/image_raw", 10)
-        self.pub_info = node.create_publisher(CameraInfo, "/cam/camera_info", 10)
-        self.pub_dets = node.create_publisher(Detection2DArray, "/detector/detections", 10)
+        image, camera_info, detections = INPUT_TOPICS
+        self.pub_image = node.create_publisher(Image, image, 10)
+        self.pub_info = node.create_publisher(CameraInfo, camera_info, 10)
+        self.pub_dets = node.create_publisher(Detection2DArray, detections, 10)
         self.sub_poses, self.poses = session.subscribe(HandObjectPoseArray, f"{NODE}/hand_object_poses")
         self.sub_objects, self.objects = session.subscribe(Detection3DArray, f"{NODE}/objects")
         self.sub_markers, self.markers = session.subscribe(MarkerArray, f"{NODE}/markers")
@@ -360,9 +364,9 @@ def running_node(script: str, directory: Path, params: dict, domain: int) -> Ite
     params_file = write_params_file(directory / "params.yaml", params)
     env = {**os.environ, "ROS_DOMAIN_ID": str(domain), "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1",
            "PYTHONPATH": os.pathsep.join([str(REPO), str(HERE), os.environ.get("PYTHONPATH", "")])}
-    cmd = [sys.executable, str(HERE / script), "--ros-args",
-           "--params-file", str(params_file), "-r", "image:=/cam/image_raw", "-r",
-           "camera_info:=/cam/camera_info", "-r", "detections:=/detector/detections"]
+    cmd = [sys.executable, str(HERE / script), "--ros-args", "--params-file", str(params_file)]
+    for name, topic in zip(("image", "camera_info", "detections"), INPUT_TOPICS, strict=True):
+        cmd += ["-r", f"{name}:={topic}"]
     proc = start_process(cmd, env, directory)
     session = RosSession(domain)
     h = Harness(session, proc)
@@ -379,8 +383,7 @@ def harness(node_assets, tmp_path_factory):
     params = {
         **node_assets, "num_threads": 1, "tf_prefix": "test/", "marker_lifetime": 0.7,
         "publish_vertices": True, "publish_debug_image": True, "diagnostics_period": 0.3,
-        "camera_info_max_age": 5.0, "camera_info_wait": 0.1, "qos_input_reliability": "reliable",
-        "qos_input_depth": 10,
+        "camera_info_max_age": 5.0, "camera_info_wait": 0.1, **reliable_inputs(*INPUT_TOPICS),
     }
     with running_node("rigged_perception_node.py", tmp_path_factory.mktemp("node_run"), params,
                       module_domain_id(__name__)) as h:
@@ -395,6 +398,20 @@ def _matrix(q) -> np.ndarray:
 
 def _xyz(p) -> np.ndarray:
     return np.array([p.x, p.y, p.z])
+
+
+def test_inputs_are_reliable_through_their_qos_overrides(harness):
+    """The harness gives qos_overrides for the three inputs at start-up (the default is best effort): the
+    node's subscriptions are reliable in the ROS graph."""
+    from rclpy.qos import ReliabilityPolicy
+
+    def reliabilities():
+        graph = harness.session.node
+        infos = [i for topic in INPUT_TOPICS for i in graph.get_subscriptions_info_by_topic(topic)
+                 if i.node_name == NODE[1:]]
+        return [i.qos_profile.reliability for i in infos] if len(infos) == len(INPUT_TOPICS) else None
+
+    assert harness.wait(reliabilities, "the node's subscriptions") == [ReliabilityPolicy.RELIABLE] * 3
 
 
 def test_good_frame_poses_header_and_known_poses(harness):
@@ -606,6 +623,15 @@ def test_thresholds_change_at_runtime_and_are_validated(harness):
     assert not read_only[0].successful
     assert set_parameters(harness.session, NODE, {"hand_score_threshold": 0.0})[0].successful
     assert len(harness.good_frame().poses) == 2
+    # min_estimate_score turns OK results into LOW_CONFIDENCE, with the reason, at runtime, and back.
+    assert set_parameters(harness.session, NODE, {"min_estimate_score": 1.0})[0].successful
+    stamp = harness.next_stamp()
+    harness.send(stamp)
+    low = harness.poses_at(stamp).poses
+    assert [p.status for p in low] == [HandObjectPose.STATUS_LOW_CONFIDENCE] * 2
+    assert all("below min_estimate_score 1" in p.status_message for p in low)
+    assert set_parameters(harness.session, NODE, {"min_estimate_score": 0.0})[0].successful
+    harness.good_frame()
 
 
 def test_sigterm_shuts_down_cleanly(harness):

@@ -35,7 +35,7 @@ from user_shell import (
     wait_until,
 )
 
-from hfl_ros.bag.synthetic import FRAME_ID, PERIOD_NS, T0_NS, frame_specs, write_bag
+from hfl_ros.demo.synthetic_bag import FRAME_ID, PERIOD_NS, T0_NS, frame_specs, write_bag
 
 pytestmark = pytest.mark.slow
 

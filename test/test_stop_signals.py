@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from ros_helpers import REPO, make_node_assets, module_domain_id, write_params_file
+from ros_helpers import REPO, make_node_assets, module_domain_id, reliable_inputs, write_params_file
 from user_shell import wait_until
 
 from hfl_ros.nodes.perception_node import MainThreadCalls
@@ -170,8 +170,7 @@ def _send_frames(session, count: int) -> list[int]:
 
 
 def _node(tmp_path: Path, assets: dict[str, str], pauses: str = "", **params) -> subprocess.Popen:
-    values = {**assets, "device": "cpu", "num_threads": 1, "qos_input_reliability": "reliable",
-              "qos_input_depth": 10, **params}
+    values = {**assets, "device": "cpu", "num_threads": 1, **reliable_inputs(), **params}
     params_file = write_params_file(tmp_path / "params.yaml", values)
     return _start([sys.executable, str(HERE / "stoppable_entry.py"), "node", "--ros-args",
                    "--params-file", str(params_file)], tmp_path / "node", pauses)

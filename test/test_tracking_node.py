@@ -9,9 +9,9 @@ rclpy = pytest.importorskip("rclpy")
 
 from builtin_interfaces.msg import Time  # noqa: E402
 from node_harness import set_parameters  # noqa: E402
-from ros_helpers import HAND_T, OBJECT_T, make_node_assets, module_domain_id  # noqa: E402
+from ros_helpers import HAND_T, OBJECT_T, make_node_assets, module_domain_id, reliable_inputs  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
-from test_perception_node import NODE, Harness, running_node  # noqa: E402
+from test_perception_node import INPUT_TOPICS, NODE, Harness, running_node  # noqa: E402
 
 pytestmark = pytest.mark.ros
 FRAMES = 24
@@ -26,7 +26,7 @@ def harness(tmp_path_factory):
     assets = make_node_assets(tmp_path_factory.mktemp("node_assets"))
     params = {
         **assets, "num_threads": 1, "diagnostics_period": 0.3, "camera_info_max_age": 5.0,
-        "qos_input_reliability": "reliable", "qos_input_depth": 10, "publish_joint_tf": False,
+        **reliable_inputs(*INPUT_TOPICS), "publish_joint_tf": False,
     }
     with running_node("rigged_noisy_perception_node.py", tmp_path_factory.mktemp("node_run"), params,
                       module_domain_id(__name__)) as h:

@@ -18,7 +18,7 @@ from test_data_ho3d import write_standin_mano, write_tiny_ho3d
 from hfl_ros.cli import main
 from hfl_ros.errors import CheckpointError, InputError
 from hfl_ros.model.checkpoint import load_network, read_checkpoint_file, save_checkpoint
-from hfl_ros.model.hflnet import HFLNet
+from hfl_ros.model.hflnet import hflnet_resnet18
 from hfl_ros.model.mano import ManoLayer
 from hfl_ros.train.config import config_from_dict, load_config
 from hfl_ros.train.trainer import Trainer, scheduler_epoch_end
@@ -187,7 +187,7 @@ def test_training_input_errors(data, tmp_path):
     cfg["run"]["batch_size"] = 16
     with pytest.raises(InputError, match="fewer than one batch"):
         Trainer(config_from_dict(cfg))
-    net = HFLNet(data[1], trunk="resnet18", input_size=64)
+    net = hflnet_resnet18(mano_path=data[1], input_size=64)
     weights_only = save_checkpoint(tmp_path / "weights.pt", net, {})
     with pytest.raises(CheckpointError, match="not a training checkpoint"):
         Trainer(config_from_dict(smoke_config(data, tmp_path)), resume=weights_only)

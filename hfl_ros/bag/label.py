@@ -26,18 +26,21 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from ..errors import BadCameraError, BadImageError, HflRosError
-from ..results import Side, Status
+from ..estimator_config import DETECTION_PARAMS, EstimatorConfig
+from ..results import FrameEstimator, Side, Status
 from ..ros.convert import (
     SUPPORTED_ENCODINGS,
     LabelMap,
     detections_from_msg,
     image_and_K,
 )
+from ..ros.names import DEFAULT_DETECTIONS_TOPIC, DEFAULT_IMAGE_TOPIC
+from ..ros.params import SPECS
 from ..stop_signals import Interrupted, stop_signals
 from ..tracking import SmootherConfig
 from .errors import (
@@ -52,42 +55,46 @@ from .reader import BagReader, RawMessage, TopicInfo
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_IMAGE_TOPIC = "/camera/color/image_raw"
-DEFAULT_DETECTIONS_TOPIC = "/detections"
+
+def _node_default(name: str) -> Any:
+    """The perception node's default of a parameter the labeler shares."""
+    default = SPECS[name].default
+    return tuple(default) if isinstance(default, list) else default
+
+
+#: Perception-node parameters the labeler takes too (flags, ``--params-file``), besides the Estimator's.
+NODE_PARAMETERS: tuple[str, ...] = (*(spec.name for spec in DETECTION_PARAMS), "sync_slop", "publish_tf",
+                                    "tf_prefix", "publish_joint_tf", "publish_mesh", "marker_lifetime",
+                                    "publish_vertices")
 
 
 @dataclass
 class LabelOptions:
-    """Everything ``hfl-ros label`` takes. Estimator fields use the perception node's parameter names."""
+    """Everything ``hfl-ros label`` takes. Fields shared with the perception node have its parameter names and
+    defaults; the Estimator's options are one :class:`~hfl_ros.estimator_config.EstimatorConfig`."""
 
     bag: Path
     out: Path
     image_topic: str | None = None
     camera_info_topic: str | None = None
     detections_topic: str | None = None
-    checkpoint_path: str | None = None
-    mano_dir: str | None = None
-    object_models_dir: str | None = None
-    device: str = "auto"
-    fp16: bool = False
-    right_hand_labels: tuple[str, ...] = ("right_hand",)
-    left_hand_labels: tuple[str, ...] = ("left_hand",)
-    hand_labels: tuple[str, ...] = ("hand",)
-    default_hand_side: str = "right"
-    hand_score_threshold: float = 0.0
-    object_score_threshold: float = 0.0
-    sync_slop: float = 0.0
+    estimator: EstimatorConfig = field(default_factory=EstimatorConfig)
+    right_hand_labels: tuple[str, ...] = _node_default("right_hand_labels")
+    left_hand_labels: tuple[str, ...] = _node_default("left_hand_labels")
+    hand_labels: tuple[str, ...] = _node_default("hand_labels")
+    default_hand_side: str = _node_default("default_hand_side")
+    sync_slop: float = _node_default("sync_slop")
+    publish_tf: bool = _node_default("publish_tf")
+    tf_prefix: str = _node_default("tf_prefix")
+    publish_joint_tf: bool = _node_default("publish_joint_tf")
+    publish_mesh: bool = _node_default("publish_mesh")
+    marker_lifetime: float = _node_default("marker_lifetime")
+    publish_vertices: bool = _node_default("publish_vertices")
     batch_size: int = 8
     copy_inputs: bool = False
     resume: bool = False
     progress: bool = True
     output_topics: OutputTopics = field(default_factory=OutputTopics)
-    publish_tf: bool = True
-    tf_prefix: str = ""
-    tf_joints: bool = True
-    publish_mesh: bool = True
-    marker_lifetime_s: float = 0.5
-    with_vertices: bool = False
     #: --smooth: also write track ids and non-causally smoothed poses (None: no smoothing).
     smooth: SmootherConfig | None = None
 
@@ -242,31 +249,10 @@ class _StopError(Exception):
     pass
 
 
-def build_estimator(options: LabelOptions) -> Any:
-    """The Estimator of ``options``; DeviceError naming the option when the device cannot be used."""
-    from ..devices import DeviceError, resolve_device
-    from ..estimator import Estimator
-
-    try:
-        resolved = resolve_device(options.device)
-    except DeviceError as exc:
-        raise DeviceError(f"device: {exc}; use --device cpu or auto") from None
-    if resolved.fallback_reason:
-        logger.warning("device auto: labeling on the CPU because %s", resolved.fallback_reason)
-    if options.fp16 and resolved.device.type != "cuda":
-        raise DeviceError("fp16: half precision needs a CUDA GPU but the labeler would run on the CPU; "
-                          "drop --fp16 (or set fp16: false)")
-    return Estimator(options.checkpoint_path, mano_dir=options.mano_dir,
-                     object_models=options.object_models_dir, device=str(resolved.device), fp16=options.fp16,
-                     hand_score_threshold=options.hand_score_threshold,
-                     object_score_threshold=options.object_score_threshold,
-                     with_vertices=options.publish_mesh or options.with_vertices)
-
-
 class Labeler:
     """Label one bag into ``options.out``; ``estimator`` may be given (tests, benchmarks), else built."""
 
-    def __init__(self, options: LabelOptions, estimator: Any = None) -> None:
+    def __init__(self, options: LabelOptions, estimator: FrameEstimator | None = None) -> None:
         if options.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {options.batch_size}")
         self.options = options
@@ -292,16 +278,19 @@ class Labeler:
             if resume is not None:
                 self.summary.dropped_previous_records = resume.dropped_records
             if self.estimator is None:
-                self.estimator = build_estimator(options)
+                from ..estimator_factory import build_estimator  # torch: only when a model is needed
+
+                vertices = options.publish_mesh or options.publish_vertices
+                self.estimator = build_estimator(replace(options.estimator, with_vertices=vertices))
             stop = stop_signals()
             with stop.deferred():
                 sink = LabelSink(
                     options.out, topics=options.output_topics,
                     faces=getattr(self.estimator, "hand_faces", None),
                     object_models=getattr(self.estimator, "object_models", None), resume=resume,
-                    publish_tf=options.publish_tf, tf_prefix=options.tf_prefix, tf_joints=options.tf_joints,
-                    publish_mesh=options.publish_mesh,
-                    marker_lifetime_s=options.marker_lifetime_s, with_vertices=options.with_vertices,
+                    publish_tf=options.publish_tf, tf_prefix=options.tf_prefix,
+                    tf_joints=options.publish_joint_tf, publish_mesh=options.publish_mesh,
+                    marker_lifetime_s=options.marker_lifetime, with_vertices=options.publish_vertices,
                     smooth=options.smooth).open()
             source = BagFrameSource(reader, topics, options.sync_slop, copy_topics=options.copy_inputs)
             failure: BaseException | None = None
@@ -556,7 +545,7 @@ def _progress(total: int | None, initial: int, enabled: bool) -> Any:
                 bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_noinv_fmt}]")
 
 
-def label_bag(options: LabelOptions, estimator: Any = None) -> LabelSummary:
+def label_bag(options: LabelOptions, estimator: FrameEstimator | None = None) -> LabelSummary:
     """Label ``options.bag`` into ``options.out`` (see :class:`Labeler`)."""
     return Labeler(options, estimator).run()
 

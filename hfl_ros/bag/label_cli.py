@@ -11,6 +11,7 @@ it again with ``--resume`` finishes the job.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,53 +19,17 @@ from typing import Any
 import yaml
 
 from ..errors import HflRosError
+from ..estimator_config import ESTIMATOR_PARAMS, detection_labels, estimator_config
+from ..param_spec import ParameterError, ParamSpec, add_flags, values_from_flags
+from ..ros.names import DEFAULT_DETECTIONS_TOPIC, DEFAULT_IMAGE_TOPIC
+from ..ros.params import SPECS
 from ..stop_signals import Interrupted
 from ..tracking import SmootherConfig
-from .label import DEFAULT_DETECTIONS_TOPIC, DEFAULT_IMAGE_TOPIC, Labeler, LabelOptions
+from .label import NODE_PARAMETERS, Labeler, LabelOptions
 from .label_output import NODE_NAMESPACE, OutputTopics
 from .reader import BagReader, list_topics_text
 
-
-def _bool(value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"expected true or false, got {value!r}")
-    return value
-
-
-def _path(value: Any) -> str | None:
-    """A path parameter; the node's empty-string default means "not set"."""
-    if not isinstance(value, str):
-        raise TypeError(f"expected a path string, got {value!r}")
-    return value or None
-
-
-def _labels(value: Any) -> tuple[str, ...]:
-    if isinstance(value, str) or not isinstance(value, list | tuple):
-        raise TypeError(f"expected a list of strings, got {value!r}")
-    return tuple(str(x) for x in value)
-
-
-#: Node parameter name -> (LabelOptions field, converter). Other node parameters are ignored here.
-NODE_PARAMETERS: dict[str, tuple[str, Any]] = {
-    "checkpoint_path": ("checkpoint_path", _path),
-    "mano_dir": ("mano_dir", _path),
-    "object_models_dir": ("object_models_dir", _path),
-    "device": ("device", str),
-    "fp16": ("fp16", _bool),
-    "right_hand_labels": ("right_hand_labels", _labels),
-    "left_hand_labels": ("left_hand_labels", _labels),
-    "hand_labels": ("hand_labels", _labels),
-    "default_hand_side": ("default_hand_side", str),
-    "hand_score_threshold": ("hand_score_threshold", float),
-    "object_score_threshold": ("object_score_threshold", float),
-    "sync_slop": ("sync_slop", float),
-    "publish_tf": ("publish_tf", _bool),
-    "tf_prefix": ("tf_prefix", str),
-    "publish_joint_tf": ("tf_joints", _bool),
-    "publish_mesh": ("publish_mesh", _bool),
-    "marker_lifetime": ("marker_lifetime_s", float),
-    "publish_vertices": ("with_vertices", _bool),
-}
+logger = logging.getLogger(__name__)
 
 
 class ParamsFileError(HflRosError):
@@ -104,17 +69,21 @@ def _parameter_sections(data: Any, prefix: str = "") -> list[tuple[str, dict[str
     return found
 
 
+#: Every option the labeler reads from a params file or its flags, by node parameter name.
+LABELER_SPECS: tuple[ParamSpec, ...] = (*ESTIMATOR_PARAMS, *(SPECS[name] for name in NODE_PARAMETERS))
+
+
 def options_from_params(params: dict[str, Any], source: str | Path = "params file") -> dict[str, Any]:
-    """Map node parameters to LabelOptions keyword arguments; ``source`` (the file) is named in errors."""
-    out: dict[str, Any] = {}
-    for name, value in params.items():
-        if name in NODE_PARAMETERS and value is not None:
-            field_name, convert = NODE_PARAMETERS[name]
-            try:
-                out[field_name] = convert(value)
-            except (TypeError, ValueError):
-                raise ParamsFileError(f"{source}: parameter {name}: cannot use value {value!r}") from None
-    return out
+    """The labeler's options in a node's parameters, validated as the node validates them; ``source`` (the
+    file) is named in errors. Node parameters the labeler does not use are ignored, unknown ones reported."""
+    unknown = sorted(k for k in params if k not in SPECS and k != "use_sim_time")
+    if unknown:
+        logger.warning("%s: ignoring unknown parameter(s) %s (misspelt?)", source, unknown)
+    given = {spec.name: params[spec.name] for spec in LABELER_SPECS if params.get(spec.name) is not None}
+    try:
+        return {name: SPECS[name].validate(value) for name, value in given.items()}
+    except ParameterError as exc:
+        raise ParamsFileError(f"{source}: {exc}") from None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -129,21 +98,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="sensor_msgs/CameraInfo (default: camera_info beside the image)")
     topics.add_argument("--detections-topic",
                         help=f"vision_msgs/Detection2DArray (default {DEFAULT_DETECTIONS_TOPIC})")
-    est = parser.add_argument_group("estimator (same names as the perception node's parameters)")
+    est = parser.add_argument_group("estimator and outputs (the perception node's parameters, same names)")
     est.add_argument("--params-file", type=Path, help="the node's parameter YAML; flags override it")
-    est.add_argument("--checkpoint", dest="checkpoint_path", help="HFL-Net checkpoint (.pth.tar or ours)")
-    est.add_argument("--mano-dir", help="directory with MANO_RIGHT.pkl / MANO_LEFT.pkl")
-    est.add_argument("--object-models-dir", help="directory of object models, <dir>/<class_id>/...")
-    est.add_argument("--device", help="auto, cpu, cuda, cuda:N (default auto)")
-    est.add_argument("--fp16", action=argparse.BooleanOptionalAction, default=None,
-                     help="half precision on GPU")
-    est.add_argument("--right-hand-labels", nargs="+", help="detection class ids of right hands")
-    est.add_argument("--left-hand-labels", nargs="+", help="detection class ids of left hands")
-    est.add_argument("--default-hand-side", choices=("right", "left"),
-                     help="side of a plain 'hand' detection")
-    est.add_argument("--hand-score-threshold", type=float, help="ignore hand detections scoring below")
-    est.add_argument("--object-score-threshold", type=float, help="ignore object detections scoring below")
-    est.add_argument("--sync-slop", type=float, help="seconds between image and detection stamps (default 0)")
+    add_flags(est, LABELER_SPECS, aliases={"checkpoint_path": "--checkpoint"})
     run = parser.add_argument_group("run")
     run.add_argument("--batch-size", type=int, default=8, help="frames per Estimator call (default 8)")
     run.add_argument("--copy-inputs", action="store_true",
@@ -162,23 +119,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def options_from_args(args: argparse.Namespace) -> LabelOptions:
+    """The LabelOptions of the command line: the params file's values, then the flags given."""
     values: dict[str, Any] = {}
     if args.params_file is not None:
         values.update(options_from_params(read_params_file(args.params_file), args.params_file))
-    for name in ("checkpoint_path", "mano_dir", "object_models_dir", "device", "fp16", "default_hand_side",
-                 "hand_score_threshold", "object_score_threshold", "sync_slop"):
-        value = getattr(args, name)
-        if value is not None:
-            values[name] = value
-    for name in ("right_hand_labels", "left_hand_labels"):
-        if getattr(args, name) is not None:
-            values[name] = tuple(getattr(args, name))
+    values.update(values_from_flags(args, LABELER_SPECS))
+    estimator = estimator_config(values, require_checkpoint=False)  # checked once the topics are
+    detection_labels(values)
+    shared = {name: values[name] for name in NODE_PARAMETERS if name in values}
     return LabelOptions(
         bag=args.bag, out=args.out, image_topic=args.image_topic, camera_info_topic=args.camera_info_topic,
-        detections_topic=args.detections_topic, batch_size=args.batch_size, copy_inputs=args.copy_inputs,
-        resume=args.resume, progress=not args.no_progress,
+        detections_topic=args.detections_topic, estimator=estimator, batch_size=args.batch_size,
+        copy_inputs=args.copy_inputs, resume=args.resume, progress=not args.no_progress,
         smooth=SmootherConfig(half_window_s=args.smooth_window) if args.smooth else None,
-        output_topics=OutputTopics.in_namespace(args.output_namespace), **values)
+        output_topics=OutputTopics.in_namespace(args.output_namespace), **shared)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -24,7 +24,10 @@ from typing import Any
 import numpy as np
 
 from ..results import HandObjectResult
-from ..ros.builders import results_to_detection3d, results_to_markers, results_to_msg, results_to_tf
+from ..ros import names
+from ..ros.markers import results_to_markers
+from ..ros.pose_messages import results_to_detection3d, results_to_msg
+from ..ros.tf_messages import results_to_tf
 from ..tracking import SmootherConfig
 from . import records
 from .errors import BagError, CorruptBagError, OutputError
@@ -40,22 +43,25 @@ RESUME_DIR = ".resume"
 
 
 #: Namespace of the output topics: the perception node's name, so labels replay like the live output.
-NODE_NAMESPACE = "/hfl_perception"
+NODE_NAMESPACE = f"/{names.PERCEPTION_NODE}"
 
 
 @dataclass(frozen=True)
 class OutputTopics:
     """Topics of the output bag (by default the perception node's ``~/`` topics and /tf)."""
 
-    poses: str = f"{NODE_NAMESPACE}/hand_object_poses"
-    objects: str = f"{NODE_NAMESPACE}/objects"
-    tf: str = "/tf"
-    markers: str = f"{NODE_NAMESPACE}/markers"
+    poses: str = names.node_topic(names.POSES_OUTPUT)
+    objects: str = names.node_topic(names.OBJECTS_OUTPUT)
+    tf: str = names.TF_TOPIC
+    markers: str = names.node_topic(names.MARKERS_OUTPUT)
 
     @classmethod
     def in_namespace(cls, namespace: str) -> OutputTopics:
-        ns = "/" + namespace.strip("/") if namespace.strip("/") else ""
-        return cls(f"{ns}/hand_object_poses", f"{ns}/objects", "/tf", f"{ns}/markers")
+        def topic(name: str) -> str:
+            return names.node_topic(name, namespace)
+
+        return cls(topic(names.POSES_OUTPUT), topic(names.OBJECTS_OUTPUT), names.TF_TOPIC,
+                   topic(names.MARKERS_OUTPUT))
 
     @property
     def all(self) -> tuple[str, ...]:

@@ -14,21 +14,14 @@ from typing import Any
 
 import numpy as np
 
-from ..geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle
+from ..geometry.rotations import (
+    axis_angle_to_matrix,
+    matrix_to_axis_angle,
+    matrix_to_quaternion_xyzw,
+    quaternion_xyzw_to_matrix,
+)
 from ..results import HandEstimate, HandObjectResult, ObjectEstimate, Side, Status
-from ..ros.builders import quaternion_xyzw
 from ..tracking import FilterConfig, SmootherConfig, Tracker, TrackerConfig, smooth_poses
-
-
-def _matrix(quaternion_xyzw: Sequence[float]) -> np.ndarray:
-    x, y, z, w = (float(v) for v in quaternion_xyzw)
-    n = np.sqrt(x * x + y * y + z * z + w * w)
-    x, y, z, w = x / n, y / n, z / n, w / n
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-    ])
 
 
 def _finite(values: Any) -> bool:
@@ -83,7 +76,7 @@ def smooth_records(records: Sequence[dict[str, Any]], config: SmootherConfig | N
             points = np.array([[e["wrist_position"], *e["joints"]] for _, e in entries], dtype=np.float64)
             rotations = np.array([
                 np.concatenate([
-                    _matrix(e["wrist_quaternion"])[None],
+                    quaternion_xyzw_to_matrix(e["wrist_quaternion"])[None],
                     axis_angle_to_matrix(np.array(e["mano_pose"], dtype=np.float64).reshape(16, 3)),
                 ])
                 for _, e in entries])
@@ -91,15 +84,16 @@ def smooth_records(records: Sequence[dict[str, Any]], config: SmootherConfig | N
             for (_, e), p, R in zip(entries, points, rotations, strict=True):
                 e["smoothed"] = {
                     "joints": p[1:].tolist(), "wrist_position": p[0].tolist(),
-                    "wrist_quaternion": quaternion_xyzw(R[0]).tolist(),
+                    "wrist_quaternion": matrix_to_quaternion_xyzw(R[0]).tolist(),
                     "mano_pose": matrix_to_axis_angle(R[1:]).reshape(48).tolist(),
                 }
         else:
             points = np.array([[e["position"]] for _, e in entries], dtype=np.float64)
-            rotations = np.array([[_matrix(e["quaternion"])] for _, e in entries])
+            rotations = np.array([[quaternion_xyzw_to_matrix(e["quaternion"])] for _, e in entries])
             points, rotations = smooth_poses(times, points, rotations, config)
             for (_, e), p, R in zip(entries, points, rotations, strict=True):
-                e["smoothed"] = {"position": p[0].tolist(), "quaternion": quaternion_xyzw(R[0]).tolist()}
+                e["smoothed"] = {"position": p[0].tolist(),
+                                 "quaternion": matrix_to_quaternion_xyzw(R[0]).tolist()}
     return frames
 
 
@@ -118,7 +112,7 @@ def smoothed_results(frame: dict[str, Any]) -> list[HandObjectResult]:
         if hs is not None:
             hand.joints3d = np.array(hs["joints"])
             hand.wrist_translation = np.array(hs["wrist_position"])
-            hand.wrist_rotation = _matrix(hs["wrist_quaternion"])
+            hand.wrist_rotation = quaternion_xyzw_to_matrix(hs["wrist_quaternion"])
             hand.mano_pose = np.array(hs["mano_pose"])
             hand.translation_valid = True
         obj = None
@@ -129,6 +123,6 @@ def smoothed_results(frame: dict[str, Any]) -> list[HandObjectResult]:
                                  valid=os_ is not None)
             if os_ is not None:
                 obj.translation = np.array(os_["position"])
-                obj.rotation = _matrix(os_["quaternion"])
+                obj.rotation = quaternion_xyzw_to_matrix(os_["quaternion"])
         out.append(HandObjectResult(Status(pair["status_code"]), hand, obj, str(pair["status_message"])))
     return out

@@ -1,34 +1,36 @@
-"""``hfl-ros play BAG``: replay a bag into live ROS 2 topics with the original stamps and /clock.
+"""The replay options as command-line flags, shared by ``hfl-ros play BAG`` and the ``bag_player`` executable.
 
-Same options as the ``bag_player`` executable (see :mod:`hfl_ros.nodes.bag_player`). ROS arguments may follow
-``--ros-args`` (e.g. ``--ros-args -r __node:=player``).
+No rclpy: the player node that uses them is :mod:`hfl_ros.nodes.bag_player`.
 """
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+from .player import PlayOptions
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..nodes.bag_player import add_play_arguments
+def add_play_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of :class:`~hfl_ros.bag.player.PlayOptions` (the player node's parameters) as flags."""
+    defaults = PlayOptions(bag=Path(""))
+    parser.add_argument("bag", nargs="?", type=Path, help="rosbag2 directory or .mcap / .db3 file")
+    parser.add_argument("--rate", type=float, default=defaults.rate, help="playback speed factor (default 1)")
+    parser.add_argument("--topics", nargs="+", default=(), help="play only these topics")
+    parser.add_argument("--loop", action="store_true", help="play again from the start at the end")
+    parser.add_argument("--no-clock", action="store_true", help="do not publish /clock")
+    parser.add_argument("--clock-hz", type=float, default=defaults.clock_hz,
+                        help="/clock rate between messages (Hz)")
+    parser.add_argument("--wait-for-subscribers", type=int, default=defaults.wait_for_subscribers,
+                        metavar="N",
+                        help="wait until each topic has N subscribers before playing (0: do not wait)")
+    parser.add_argument("--wait-timeout", type=float, default=defaults.wait_timeout,
+                        help="seconds to wait for subscribers, then play anyway (default 10)")
 
-    add_play_arguments(parser)
-    parser.add_argument("--ros-args", dest="ros_args", nargs=argparse.REMAINDER, default=None,
-                        help="ROS arguments for the player node (remappings, -p name:=value, ...)")
 
-
-def run(args: argparse.Namespace) -> int:
-    from ..nodes.bag_player import options_from_args, run_player
-    from .errors import BagError
-
-    if args.bag is None:
-        raise BagError("no bag given: hfl-ros play BAG")
-    options = options_from_args(args)
-    try:
-        options.validate()
-    except ValueError as exc:
-        raise BagError(str(exc)) from None
-    ros_args = ["--ros-args", *args.ros_args] if args.ros_args is not None else []
-    count = run_player(options, ["hfl-ros", *ros_args])
-    print(f"played {count} message(s) from {options.bag}")
-    return 0
+def options_from_args(args: argparse.Namespace) -> PlayOptions:
+    """The options :func:`add_play_arguments` parsed (not validated: see :meth:`PlayOptions.validate`)."""
+    return PlayOptions(bag=args.bag if args.bag is not None else Path(""), rate=args.rate,
+                       topics=tuple(args.topics), loop=args.loop, clock=not args.no_clock,
+                       clock_hz=args.clock_hz, wait_for_subscribers=args.wait_for_subscribers,
+                       wait_timeout=args.wait_timeout)

@@ -12,10 +12,9 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..ros.names import CLOCK_TOPIC
 from .errors import MissingTopicError
 from .reader import BagReader, RawMessage, TopicInfo
-
-CLOCK_TOPIC = "/clock"
 
 
 @dataclass

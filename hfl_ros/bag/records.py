@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from ..geometry.rotations import matrix_to_quaternion_xyzw
 from ..hand_joints import NUM_JOINTS
 from ..results import HandObjectResult, Side, Status
-from ..ros.builders import quaternion_xyzw
 
 SCHEMA_VERSION = 1
 FRAME_OK = "ok"
@@ -50,7 +50,7 @@ def pair_record(result: HandObjectResult) -> dict[str, Any]:
             "joints": _list(hand.joints3d, (NUM_JOINTS, 3)),
             "joints_2d": _list(hand.joints2d, (NUM_JOINTS, 2)),
             "wrist_position": _list(hand.wrist_translation, (3,)),
-            "wrist_quaternion": _list(quaternion_xyzw(hand.wrist_rotation), (4,)),
+            "wrist_quaternion": _list(matrix_to_quaternion_xyzw(hand.wrist_rotation), (4,)),
             "translation_valid": bool(hand.translation_valid),
             "reprojection_error_px": _num(hand.reprojection_error_px),
             "mano_pose": _list(hand.mano_pose, (48,)),
@@ -66,7 +66,7 @@ def pair_record(result: HandObjectResult) -> dict[str, Any]:
             "score": _num(obj.score),
             "valid": bool(obj.valid),
             "position": _list(obj.translation, (3,)),
-            "quaternion": _list(quaternion_xyzw(obj.rotation), (4,)),
+            "quaternion": _list(matrix_to_quaternion_xyzw(obj.rotation), (4,)),
             "control_points_2d": _list(obj.control_points_2d, (21, 2)),
             "inlier_count": int(obj.inlier_count),
             "vote_count": int(obj.vote_count),

@@ -17,7 +17,7 @@ from typing import Any
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
 
-from ..ros.builders import TypestoreMessageTypes
+from ..ros.message_types import TypestoreMessageTypes
 from .errors import BagError
 
 #: The rosbags store matching the ROS 2 distribution of the runtime wheels.
@@ -71,7 +71,7 @@ def normalize_type_name(name: str) -> str:
 
 
 def message_types(store: Typestore | None = None) -> TypestoreMessageTypes:
-    """The :mod:`hfl_ros.ros.builders` MessageTypes adapter: type name -> the typestore's message class."""
+    """The :mod:`hfl_ros.ros.message_types` adapter: type name -> the typestore's message class."""
     return TypestoreMessageTypes(store or typestore())
 
 

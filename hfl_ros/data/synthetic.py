@@ -29,6 +29,7 @@ from .grasps import Grasp, HandAnatomy, hand_anatomy, sample_grasp
 from .render import Light, MeshInput, SceneRenderer
 from .sample import HandObjectSample
 from .shapes import ObjectShape, object_shapes, write_if_changed, write_object_models
+from .standin_hand import write_standin_hand_model
 from .textures import jitter_texture, random_background, skin_vertex_colours
 
 #: Seed of the stand-in hand models the synthetic data (and the demo model) is made with.
@@ -81,8 +82,6 @@ class SceneSpec:
 @functools.cache
 def _standin_hand_bytes(side: str) -> bytes:
     """The stand-in hand model file of a side as the current code writes it (built once a process)."""
-    from ..model.standin_hand import write_standin_hand_model
-
     with tempfile.TemporaryDirectory() as tmp:
         path = write_standin_hand_model(Path(tmp) / "hand.pkl", side=side, seed=STANDIN_HAND_SEED)
         return path.read_bytes()
@@ -94,7 +93,7 @@ def write_standin_hand_models(directory) -> Path:
     Existing files are compared with what the current stand-in code writes and replaced when they differ, so a
     cache never holds a stale hand.
     """
-    from ..model.standin_hand import STANDIN_FILE_NAMES
+    from ..model.mano import STANDIN_FILE_NAMES
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)

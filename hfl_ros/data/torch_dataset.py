@@ -33,29 +33,21 @@ from torch.utils.data import Dataset, Sampler
 from ..errors import BadBoxError, InputError
 from ..geometry.boxes import box_from_points
 from ..geometry.crop import (
-    CropTransform,
+    CROP_BOX_FACTOR,
     crop_for_pair,
     mirror_image,
     mirror_K,
     mirror_points_2d,
     warp_homography,
 )
-from ..geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle, mirror_mano_pose
+from ..geometry.rotations import MIRROR_X, axis_angle_to_matrix, matrix_to_axis_angle, mirror_mano_pose
 from ..results import Side
-from ..train.augment import (
-    AugmentConfig,
-    apply_homography,
-    crop_homography,
-    photometric,
-    rotation_z,
-    sample_crop,
-)
+from .augment import AugmentConfig, apply_homography, photometric, sample_crop
 from .sample import HandObjectSample
 
 MASK_RES = 32
 HAND_BOX_FACTOR = 1.1
 OBJECT_BOX_FACTOR = 1.0
-MIRROR_X = np.diag([-1.0, 1.0, 1.0])
 
 
 class UnusableSampleError(InputError):
@@ -158,20 +150,18 @@ class HandObjectTrainingDataset(Dataset):
             cp2d = m["control_points2d"]
             object_mask = None if object_mask is None else np.ascontiguousarray(object_mask[:, ::-1])
 
+        S = self.input_size
         try:  # the f=1.5 boxes of the points (spec §1), as inference builds the crop from the f=1.0 boxes
-            region = crop_for_pair(box_from_points(joints2d), box_from_points(cp2d), (width, height))
+            region = crop_for_pair(box_from_points(joints2d), box_from_points(cp2d), (width, height), size=S)
         except BadBoxError as exc:
             raise UnusableSampleError(f"sample {index}: {exc}") from None
-        centre, scale = region.centre, region.scale
-        hand_clip = box_from_points(joints2d, 1.5)
+        hand_clip = box_from_points(joints2d, CROP_BOX_FACTOR)
         clipped = np.minimum(hand_clip[2:], (width, height)) - np.maximum(hand_clip[:2], 0.0)
-        if scale <= 1.0 or np.any(clipped <= 0):
+        if region.scale <= 1.0 or np.any(clipped <= 0):
             raise UnusableSampleError(f"sample {index}: the hand box is degenerate inside the image")
-        S = self.input_size
-        params = sample_crop(rng if self.augment else None, centre, scale, K, self.augment)
-        H = crop_homography(params, K, S)
-        A = CropTransform(params.centre, params.scale, S).homography  # K' = A K projects the rotated targets
-        R_aug = rotation_z(params.angle)
+        augmented = sample_crop(rng if self.augment else None, region, K, self.augment)
+        H = augmented.homography(K)
+        R_aug = augmented.rotation
 
         crop = warp_homography(image, H, S)
         if self.augment is not None:
@@ -209,7 +199,7 @@ class HandObjectTrainingDataset(Dataset):
             "mano_pose": torch.tensor(pose, dtype=f32),
             "mano_shape": torch.tensor(shape, dtype=f32),
             "joints3d": torch.tensor(joints_rel, dtype=f32),
-            "K": torch.tensor(A @ K, dtype=f32),
+            "K": torch.tensor(augmented.crop.apply_K(K), dtype=f32),
             "has_mano": torch.tensor(float(has_mano)),
             "has_mask": torch.tensor(float(object_mask is not None)),
             "index": torch.tensor(index),

@@ -23,6 +23,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import CheckpointError, InputError
+from ..estimator_config import EstimatorConfig
 from .sample_bag import IMAGE_TOPIC, parse_size, write_sample_bag
 
 #: Where the trained demo weights live, relative to the repository (or the working directory).
@@ -145,11 +146,9 @@ def run_demo(
     options = LabelOptions(
         bag=bag,
         out=labels,
-        checkpoint_path=str(checkpoint),
-        mano_dir=str(hand_dir),
-        object_models_dir=str(models_dir),
-        device=device,
-        with_vertices=True,
+        estimator=EstimatorConfig(checkpoint_path=str(checkpoint), mano_dir=str(hand_dir),
+                                  object_models_dir=str(models_dir), device=device),
+        publish_vertices=True,
         progress=progress,
     )
     label_bag(options)

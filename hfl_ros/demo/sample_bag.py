@@ -18,6 +18,7 @@ import argparse
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -26,12 +27,12 @@ from ..errors import InputError
 from ..geometry.boxes import box_from_points
 from ..geometry.rotations import axis_angle_to_matrix
 from ..results import Detection, HandEstimate, HandObjectResult, ObjectEstimate, Side, Status
+from ..ros.names import DEFAULT_CAMERA_FRAME as FRAME_ID
+from ..ros.names import DEFAULT_CAMERA_INFO_TOPIC as CAMERA_INFO_TOPIC
+from ..ros.names import DEFAULT_DETECTIONS_TOPIC as DETECTIONS_TOPIC
+from ..ros.names import DEFAULT_IMAGE_TOPIC as IMAGE_TOPIC
 
-IMAGE_TOPIC = "/camera/color/image_raw"
-CAMERA_INFO_TOPIC = "/camera/color/camera_info"
-DETECTIONS_TOPIC = "/detections"
 GROUND_TRUTH_TOPIC = "/ground_truth/hand_object_poses"
-FRAME_ID = "camera_color_optical_frame"
 START_TIME_NS = 1_700_000_000_000_000_000
 #: Detections are logged this long after their image, as a detector's output would be.
 DETECTION_LATENCY_NS = 30_000_000
@@ -123,86 +124,15 @@ def ground_truth_result(
     return HandObjectResult(Status.OK, hand, obj)
 
 
-class _Messages:
-    """Builds the clip's messages with the bag typestore's classes."""
+def _detections_msg(header: Any, detections: list[Detection]) -> Any:
+    """The simulated detector's Detection2DArray (each detection's id is its label)."""
+    from . import input_messages as messages
 
-    def __init__(self) -> None:
-        from ..bag.typestore import message_types, typestore
-
-        self.types = message_types(typestore())
-
-    def _cls(self, name: str):
-        return self.types.get(name)
-
-    def header(self, stamp_ns: int):
-        stamp = self._cls("builtin_interfaces/msg/Time")(
-            sec=stamp_ns // 1_000_000_000, nanosec=stamp_ns % 1_000_000_000
-        )
-        return self._cls("std_msgs/msg/Header")(stamp=stamp, frame_id=FRAME_ID)
-
-    def image(self, header, rgb: np.ndarray):
-        height, width = rgb.shape[:2]
-        return self._cls("sensor_msgs/msg/Image")(
-            header=header,
-            height=height,
-            width=width,
-            encoding="rgb8",
-            is_bigendian=0,
-            step=3 * width,
-            data=np.ascontiguousarray(rgb, np.uint8).reshape(-1),
-        )
-
-    def camera_info(self, header, K: np.ndarray, width: int, height: int):
-        P = np.zeros((3, 4))
-        P[:, :3] = K
-        roi = self._cls("sensor_msgs/msg/RegionOfInterest")(
-            x_offset=0, y_offset=0, height=0, width=0, do_rectify=False
-        )
-        return self._cls("sensor_msgs/msg/CameraInfo")(
-            header=header,
-            height=height,
-            width=width,
-            distortion_model="plumb_bob",
-            d=np.zeros(5),
-            k=np.asarray(K, np.float64).reshape(9).copy(),
-            r=np.eye(3).reshape(9),
-            p=P.reshape(12),
-            binning_x=0,
-            binning_y=0,
-            roi=roi,
-        )
-
-    def detections(self, header, detections: list[Detection]):
-        c = self._cls
-        out = []
-        for det in detections:
-            label = HAND_LABELS[det.side] if det.is_hand else str(det.class_id)
-            centre = (det.box[:2] + det.box[2:]) / 2.0
-            size = det.box[2:] - det.box[:2]
-            pose = c("geometry_msgs/msg/Pose")(
-                position=c("geometry_msgs/msg/Point")(x=0.0, y=0.0, z=0.0),
-                orientation=c("geometry_msgs/msg/Quaternion")(x=0.0, y=0.0, z=0.0, w=1.0),
-            )
-            hypothesis = c("vision_msgs/msg/ObjectHypothesisWithPose")(
-                hypothesis=c("vision_msgs/msg/ObjectHypothesis")(class_id=label, score=float(det.score)),
-                pose=c("geometry_msgs/msg/PoseWithCovariance")(pose=pose, covariance=np.zeros(36)),
-            )
-            bbox = c("vision_msgs/msg/BoundingBox2D")(
-                center=c("vision_msgs/msg/Pose2D")(
-                    position=c("vision_msgs/msg/Point2D")(x=float(centre[0]), y=float(centre[1])), theta=0.0
-                ),
-                size_x=float(size[0]),
-                size_y=float(size[1]),
-            )
-            out.append(
-                c("vision_msgs/msg/Detection2D")(header=header, results=[hypothesis], bbox=bbox, id=label)
-            )
-        return c("vision_msgs/msg/Detection2DArray")(header=header, detections=out)
-
-    def ground_truth(self, header, result: HandObjectResult):
-        from ..ros.builders import results_to_msg
-
-        return results_to_msg([result], header, self.types, with_vertices=True)
+    out = []
+    for det in detections:
+        label = HAND_LABELS[det.side] if det.is_hand else str(det.class_id)
+        out.append(messages.detection(header, det.box, label, det.score, detection_id=label))
+    return messages.detection_array(header, out)
 
 
 @dataclass
@@ -226,8 +156,11 @@ def write_sample_bag(
     noise: DetectionNoise | None = None,
 ) -> SampleBagInfo:
     """Render a clip and write it as a rosbag2 MCAP directory at ``out`` (which must not exist yet)."""
+    from ..bag.typestore import message_types
     from ..bag.writer import BagWriter
     from ..data.synthetic import SceneConfig, SyntheticScenes
+    from ..ros.pose_messages import results_to_msg
+    from . import input_messages as messages
 
     if frames < 1:
         raise InputError(f"--frames must be at least 1, got {frames}")
@@ -235,7 +168,7 @@ def write_sample_bag(
         raise InputError(f"--fps must be positive, got {fps}")
     noise = noise or DetectionNoise()
     assets = Path(assets_dir) if assets_dir is not None else default_assets_dir()
-    messages = _Messages()
+    types = message_types()
     count = missed = 0
     with (
         SyntheticScenes(assets, SceneConfig(image_size=image_size), seed=seed) as scenes,
@@ -243,7 +176,7 @@ def write_sample_bag(
     ):
         for frame, sample in enumerate(scenes.sequence(frames, fps=fps)):
             stamp = START_TIME_NS + round(frame * 1e9 / fps)
-            header = messages.header(stamp)
+            header = messages.header(stamp, FRAME_ID)
             width, height = image_size
             rng = np.random.default_rng([seed, frame, 11])
             detections = noisy_detections(rng, sample, noise)
@@ -251,13 +184,12 @@ def write_sample_bag(
             missed += 2 - len(detections)
             hand_box, obj_box = ground_truth_boxes(sample)
             bag.write(CAMERA_INFO_TOPIC, messages.camera_info(header, sample.K, width, height), stamp)
-            bag.write(IMAGE_TOPIC, messages.image(header, sample.image), stamp)
+            bag.write(IMAGE_TOPIC, messages.image(header, sample.image, width, height), stamp)
+            ground_truth = ground_truth_result(sample, hand_box, obj_box)
             bag.write(
-                GROUND_TRUTH_TOPIC,
-                messages.ground_truth(header, ground_truth_result(sample, hand_box, obj_box)),
-                stamp,
+                GROUND_TRUTH_TOPIC, results_to_msg([ground_truth], header, types, with_vertices=True), stamp
             )
-            bag.write(DETECTIONS_TOPIC, messages.detections(header, detections), stamp + DETECTION_LATENCY_NS)
+            bag.write(DETECTIONS_TOPIC, _detections_msg(header, detections), stamp + DETECTION_LATENCY_NS)
     return SampleBagInfo(Path(out), frames, count, missed)
 
 

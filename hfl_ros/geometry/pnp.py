@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from .rotations import axis_angle_to_matrix
+
 #: OpenCV's solvePnPRansac defaults, which HFL-Net uses.
 RANSAC_ITERATIONS = 100
 RANSAC_REPROJECTION_PX = 8.0
@@ -146,7 +148,7 @@ def solve_pnp(points3d, points2d, K, *, refine: bool = True, min_points: int = 6
         except cv2.error as exc:
             result.reason = f"OpenCV PnP refinement error: {str(exc).strip().splitlines()[-1]}"
             return result
-    R = cv2.Rodrigues(rvec)[0]
+    R = axis_angle_to_matrix(rvec.reshape(3))
     t = tvec.reshape(3)
     if not (np.all(np.isfinite(R)) and np.all(np.isfinite(t))):
         result.reason = "PnP returned a non-finite pose"

@@ -55,13 +55,34 @@ def matrix_to_quaternion_wxyz(R) -> np.ndarray:
 
 
 def matrix_to_quaternion_xyzw(R) -> np.ndarray:
-    """One rotation matrix (3, 3) -> unit quaternion (x, y, z, w) with w >= 0, as ROS messages order it."""
+    """One rotation matrix (3, 3) -> unit quaternion (x, y, z, w) with w >= 0, as ROS messages order it.
+
+    The nearest rotation's quaternion for a matrix that is not quite orthonormal; the identity for a
+    non-finite matrix (an invalid estimate still gets a well-formed message).
+    """
     # Imported here so that the inference and training path (not the ROS messages) runs without transforms3d.
     from transforms3d.quaternions import mat2quat
 
-    w, x, y, z = mat2quat(np.asarray(R, dtype=np.float64))
+    R = np.asarray(R, dtype=np.float64).reshape(3, 3)
+    if not np.all(np.isfinite(R)):
+        return np.array([0.0, 0.0, 0.0, 1.0])
+    w, x, y, z = mat2quat(R)
     q = np.array([x, y, z, w])
+    q /= np.linalg.norm(q)
     return -q if w < 0 else q
+
+
+def quaternion_xyzw_to_matrix(q) -> np.ndarray:
+    """Quaternions (..., 4) as (x, y, z, w), normalised first -> rotation matrices (..., 3, 3)."""
+    q = np.asarray(q, dtype=np.float64)
+    q = q / np.sqrt(np.sum(q * q, axis=-1, keepdims=True))
+    x, y, z, w = q[..., 0], q[..., 1], q[..., 2], q[..., 3]
+    rows = [
+        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+    ]
+    return np.stack([np.stack(row, axis=-1) for row in rows], axis=-2)
 
 
 def mirror_rotation(R) -> np.ndarray:

@@ -20,7 +20,6 @@ from torch import nn
 from torch.nn import functional as nnf
 
 from hfl_ros.errors import AssetError
-from hfl_ros.model import fused
 from hfl_ros.model.efficientnet_lite import LITE_TRUNKS, LiteStem, imagenet_key, make_lite_layer
 
 LEAKY_SLOPE = 0.01
@@ -76,12 +75,6 @@ class Bottleneck(nn.Module):
         self.downsample = downsample
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if fused.active(x, self):
-            out = fused.conv_bn_act(x, self.conv1, self.bn1, LEAKY_SLOPE)
-            out = fused.conv_bn_act(out, self.conv2, self.bn2, LEAKY_SLOPE)
-            return fused.conv_bn_add(
-                out, self.conv3, self.bn3, _fused_identity(x, self.downsample), LEAKY_SLOPE
-            )
         identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
@@ -104,11 +97,6 @@ class BasicBlock(nn.Module):
         self.downsample = downsample
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if fused.active(x, self):
-            out = fused.conv_bn_act(x, self.conv1, self.bn1, LEAKY_SLOPE)
-            return fused.conv_bn_add(
-                out, self.conv2, self.bn2, _fused_identity(x, self.downsample), LEAKY_SLOPE
-            )
         identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
@@ -116,10 +104,10 @@ class BasicBlock(nn.Module):
 
 
 # Memory formats, as measured on CPU (oneDNN, 1 thread): the stem conv runs 3× faster channels-last and the
-# FPN's bilinear upsampling 40× faster; with the fast path's packed weights every stage is faster
-# channels-last, while the eager stage 4 is 1.8× faster in NCHW. So on the CPU all is channels-last but eager
-# stage 4. These are CPU measurements: on other devices the tensors keep the layout they come in (NCHW, like
-# the weights), which is what cuDNN is tuned for here.
+# FPN's bilinear upsampling 40× faster, while stage 4 of these modules is 1.8× faster in NCHW (with the packed
+# weights of hfl_ros.model.cpu_fusion every stage is faster channels-last, and its backbone keeps stage 4 so).
+# So on the CPU all is channels-last but stage 4. These are CPU measurements: on other devices the tensors
+# keep the layout they come in (NCHW, like the weights), which is what cuDNN is tuned for here.
 _CHANNELS_LAST = torch.channels_last
 
 
@@ -129,16 +117,6 @@ def _cpu_channels_last(x: torch.Tensor) -> torch.Tensor:
 
 def _stem(stem: nn.Module, images: torch.Tensor) -> torch.Tensor:
     return stem(_cpu_channels_last(images))
-
-
-def _stage4(stage: nn.Module, c4: torch.Tensor) -> torch.Tensor:
-    if c4.device.type != "cpu" or (fused.active(c4, stage) and fused.packing_works()):
-        return stage(c4)
-    return stage(c4.contiguous())
-
-
-def _fused_identity(x: torch.Tensor, downsample: nn.Module | None) -> torch.Tensor:
-    return x if downsample is None else fused.conv_bn_act(x, downsample[0], downsample[1])
 
 
 class Stem(nn.Sequential):
@@ -151,11 +129,6 @@ class Stem(nn.Sequential):
             _leaky(),
             nn.MaxPool2d(3, stride=2, padding=1),
         )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if fused.active(x, self):
-            return self[3](fused.conv_bn_act(x, self[0], self[1], LEAKY_SLOPE))
-        return super().forward(x)
 
 
 def make_stage(spec: TrunkSpec, index: int) -> nn.Sequential:
@@ -188,14 +161,6 @@ def _init_trunk(module: nn.Module) -> None:
 def upsample_add(top: torch.Tensor, lateral: torch.Tensor) -> torch.Tensor:
     """Bilinear resize (align_corners=False) of ``top`` to the lateral's size, plus the lateral."""
     return nnf.interpolate(top, size=lateral.shape[-2:], mode="bilinear", align_corners=False).add_(lateral)
-
-
-def lateral_add(top: torch.Tensor, conv: nn.Conv2d, c: torch.Tensor) -> torch.Tensor:
-    """FPN top-down step: upsample_add(top, conv(c))."""
-    if fused.active(c, conv):
-        up = nnf.interpolate(top, size=c.shape[-2:], mode="bilinear", align_corners=False)
-        return fused.conv_bn_add(c, conv, None, up)
-    return upsample_add(top, conv(c))
 
 
 class StreamBackbone(nn.Module):
@@ -313,12 +278,14 @@ class StreamBackbone(nn.Module):
         return self
 
     def _top_down(self, stream: str, c2: torch.Tensor, c3: torch.Tensor, c4: torch.Tensor, c5: torch.Tensor):
-        top = getattr(self, f"toplayer_{stream}")
-        p = fused.conv_bn_act(c5, top) if fused.active(c5, top) else top(c5)
-        p = _cpu_channels_last(p)
-        p = lateral_add(p, getattr(self, f"latlayer1_{stream}"), c4)
-        p = lateral_add(p, getattr(self, f"latlayer2_{stream}"), c3)
-        return lateral_add(p, getattr(self, f"latlayer3_{stream}"), c2)
+        p = _cpu_channels_last(getattr(self, f"toplayer_{stream}")(c5))
+        p = upsample_add(p, getattr(self, f"latlayer1_{stream}")(c4))
+        p = upsample_add(p, getattr(self, f"latlayer2_{stream}")(c3))
+        return upsample_add(p, getattr(self, f"latlayer3_{stream}")(c2))
+
+    def run_stage4(self, stage: nn.Module, c4: torch.Tensor) -> torch.Tensor:
+        """``stage`` (``layer4_h`` or ``layer4_o``) on C4; on the CPU in NCHW, where it runs fastest."""
+        return stage(c4.contiguous() if c4.device.type == "cpu" else c4)
 
     def smooth(self, stream: str) -> nn.Conv2d:
         """The 3×3 conv that turns the top-down map p2 of ``stream`` into P2."""
@@ -330,13 +297,13 @@ class StreamBackbone(nn.Module):
         c3_h = self.layer2_h(c2_h)
         c4_h = self.layer3_h(c3_h)
         if self.variant == "single":
-            p2 = self._top_down("h", c2_h, c3_h, c4_h, _stage4(self.layer4_h, c4_h))
+            p2 = self._top_down("h", c2_h, c3_h, c4_h, self.run_stage4(self.layer4_h, c4_h))
             return p2, p2
         if self.variant == "double":
             c2_o = self.layer1_o(_stem(self.layer0_o, images))
             c3_o = self.layer2_o(c2_o)
             c4_o = self.layer3_o(c3_o)
-            c5_h, c5_o = _stage4(self.layer4_h, c4_h), _stage4(self.layer4_o, c4_o)
+            c5_h, c5_o = self.run_stage4(self.layer4_h, c4_h), self.run_stage4(self.layer4_o, c4_o)
         else:
             c2_o = c2_h  # the object FPN takes its C2 lateral from the shared stage 1
             c3_o = self.layer2_o(c2_h)
@@ -355,6 +322,6 @@ class StreamBackbone(nn.Module):
     def _shared_stage4(self, c4_h: torch.Tensor, c4_o: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.training:
             # Separate calls keep the official per-call BatchNorm batch statistics in training.
-            return _stage4(self.layer4_h, c4_h), _stage4(self.layer4_h, c4_o)
-        c5 = _stage4(self.layer4_h, torch.cat((c4_h, c4_o)))
+            return self.run_stage4(self.layer4_h, c4_h), self.run_stage4(self.layer4_h, c4_o)
+        c5 = self.run_stage4(self.layer4_h, torch.cat((c4_h, c4_o)))
         return c5.chunk(2)

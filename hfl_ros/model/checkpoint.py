@@ -21,7 +21,7 @@ from torch import nn
 
 from hfl_ros.errors import CheckpointError
 from hfl_ros.model.backbone import TRUNKS
-from hfl_ros.model.hflnet import HFLNet
+from hfl_ros.model.hflnet import HFLNet, hflnet_resnet50
 
 OFFICIAL_PREFIX = "honet.module."
 FORMAT_NAME = "hfl_ros"
@@ -253,7 +253,7 @@ def load_network(
             raise CheckpointError(f"checkpoint {path} holds no state_dict")
         meta = {k: v for k, v in obj.items() if k != "state_dict"}
     else:
-        net = HFLNet(mano_path)
+        net = hflnet_resnet50(mano_path=mano_path)
         state = official_state_dict(obj, f"checkpoint {path}")
         meta = {"format": "official", "model": net.config}
         if isinstance(obj, dict) and "state_dict" in obj:

@@ -12,7 +12,6 @@ from torch import nn
 from torch.nn import functional as nnf
 
 from hfl_ros.hand_joints import NUM_JOINTS
-from hfl_ros.model import fused
 from hfl_ros.model.rotation_utils import rot6d_to_rotmat, rotmat_to_axis_angle
 
 LEAKY_SLOPE = 0.01
@@ -38,21 +37,10 @@ class PreActBottleneck(nn.Module):
         self.act = _leaky()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if fused.active(x, self):
-            return _fused_preact(x, self.bn1, (self.conv1, self.bn2, self.conv2, self.bn3, self.conv3))
         out = self.conv1(self.act(self.bn1(x)))
         out = self.conv2(self.act(self.bn2(out)))
         out = self.conv3(self.act(self.bn3(out)))
         return out.add_(x)
-
-
-def _fused_preact(x: torch.Tensor, bn_in: nn.BatchNorm2d, layers: tuple) -> torch.Tensor:
-    """The pre-activation block with each inner BN folded into the conv before it (fast path)."""
-    conv1, bn2, conv2, bn3, conv3 = layers
-    out = nnf.leaky_relu_(bn_in(x), LEAKY_SLOPE)
-    out = fused.conv_bn_act(out, conv1, bn2, LEAKY_SLOPE)
-    out = fused.conv_bn_act(out, conv2, bn3, LEAKY_SLOPE)
-    return fused.conv_bn_add(out, conv3, None, x)
 
 
 class PreActResidual(nn.Module):
@@ -70,8 +58,6 @@ class PreActResidual(nn.Module):
         self.act = _leaky()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if fused.active(x, self):
-            return _fused_preact(x, self.bn, (self.conv1, self.bn1, self.conv2, self.bn2, self.conv3))
         out = self.conv1(self.act(self.bn(x)))
         out = self.conv2(self.act(self.bn1(out)))
         out = self.conv3(self.act(self.bn2(out)))
@@ -108,8 +94,6 @@ class ConvBnAct(nn.Module):
         self.block = nn.Sequential(nn.Conv2d(channels, channels, 1), nn.BatchNorm2d(channels), _leaky())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if fused.active(x, self):
-            return fused.conv_bn_act(x, self.block[0], self.block[1], LEAKY_SLOPE)
         return self.block(x)
 
 
@@ -164,13 +148,7 @@ class HandEncoder(nn.Module):
         self.reg = nn.ModuleList(PreActResidual(channels) for _ in range(stages * blocks_per_stage))
 
     def forward(self, heatmaps: torch.Tensor, encoding: torch.Tensor) -> torch.Tensor:
-        heatmaps = heatmaps.to(encoding.dtype)
-        if fused.active(encoding, self):
-            x = fused.conv_bn_add(
-                encoding, self.encoding_conv, None, fused.conv_bn_act(heatmaps, self.heatmap_conv)
-            )
-        else:
-            x = self.heatmap_conv(heatmaps) + self.encoding_conv(encoding)
+        x = self.heatmap_conv(heatmaps.to(encoding.dtype)) + self.encoding_conv(encoding)
         for stage in range(self.stages):
             for block in range(self.blocks_per_stage):
                 x = self.reg[stage * self.blocks_per_stage + block](x)

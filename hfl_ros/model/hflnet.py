@@ -1,7 +1,9 @@
 """HFLNet: the whole HFL-Net network (spec §0-§6), faithful to the official code's numbers and state_dict.
 
-Default configuration = the official model: ``HFLNet(variant="harmonious", trunk="resnet50", heads=4,
-input_size=256)``. Its ``state_dict()`` has exactly the official checkpoint's keys without ``honet.module.``.
+Build it with the builder of its trunk, as torchvision builds its models: ``hflnet_resnet50()`` is the
+official model (harmonious, 4 heads, 256 px), whose ``state_dict()`` has exactly the official checkpoint's
+keys without ``honet.module.``; ``hflnet_resnet18(input_size=128)`` a small one. For CPU inference apply
+:func:`hfl_ros.model.cpu_fusion.fuse_for_cpu` to the built network (the Estimator does).
 """
 
 from __future__ import annotations
@@ -251,3 +253,34 @@ class HFLNet(nn.Module):
             "obj_vote": obj_vote,
             "obj_conf": obj_conf,
         }
+
+
+def hflnet_resnet50(*, mano_path: str | Path | None = None, **kwargs: Any) -> HFLNet:
+    """HFL-Net on ResNet-50, the paper's network; ``kwargs`` are HFLNet's (variant, input_size, ...)."""
+    return HFLNet(mano_path, trunk="resnet50", **kwargs)
+
+
+def hflnet_resnet34(*, mano_path: str | Path | None = None, **kwargs: Any) -> HFLNet:
+    """HFL-Net on ResNet-34; ``kwargs`` are HFLNet's."""
+    return HFLNet(mano_path, trunk="resnet34", **kwargs)
+
+
+def hflnet_resnet18(*, mano_path: str | Path | None = None, **kwargs: Any) -> HFLNet:
+    """HFL-Net on ResNet-18; ``kwargs`` are HFLNet's."""
+    return HFLNet(mano_path, trunk="resnet18", **kwargs)
+
+
+def hflnet_efficientnet_lite0(*, mano_path: str | Path | None = None, **kwargs: Any) -> HFLNet:
+    """HFL-Net on EfficientNet-Lite0; ``kwargs`` are HFLNet's."""
+    return HFLNet(mano_path, trunk="efficientnet_lite0", **kwargs)
+
+
+def hflnet_efficientnet_lite1(*, mano_path: str | Path | None = None, **kwargs: Any) -> HFLNet:
+    """HFL-Net on EfficientNet-Lite1; ``kwargs`` are HFLNet's."""
+    return HFLNet(mano_path, trunk="efficientnet_lite1", **kwargs)
+
+
+def hflnet_efficientnet_lite2(*, mano_path: str | Path | None = None, **kwargs: Any) -> HFLNet:
+    """HFL-Net on EfficientNet-Lite2; ``kwargs`` are HFLNet's."""
+    return HFLNet(mano_path, trunk="efficientnet_lite2", **kwargs)
+

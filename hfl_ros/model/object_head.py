@@ -5,8 +5,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from hfl_ros.model import fused
-
 NUM_CONTROL_POINTS = 21
 LEAKY_SLOPE = 0.1  # the object head uses 0.1, unlike the rest of the network
 VOTE_SCALE = 10.0  # the raw offsets are predicted in units of 1/10 of the box
@@ -26,11 +24,6 @@ class ObjectRegressionHead(nn.Module):
         self.act = nn.LeakyReLU(LEAKY_SLOPE, inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if fused.active(x, self):
-            for k in range(1, 4):
-                x = fused.conv_bn_act(x, getattr(self, f"conv{k}_1"), getattr(self, f"bn{k}_1"), LEAKY_SLOPE)
-                x = fused.conv_bn_act(x, getattr(self, f"conv{k}_2"), getattr(self, f"bn{k}_2"), LEAKY_SLOPE)
-            return fused.conv_bn_act(x, self.out_conv)
         for k in range(1, 4):
             x = self.act(getattr(self, f"bn{k}_1")(getattr(self, f"conv{k}_1")(x)))
             x = self.act(getattr(self, f"bn{k}_2")(getattr(self, f"conv{k}_2")(x)))

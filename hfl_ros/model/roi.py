@@ -13,8 +13,6 @@ from torch import nn
 from torch.nn import functional as nnf
 from torchvision.ops import roi_align
 
-from hfl_ros.model import fused
-
 ROI_RES = 32
 FEATURE_STRIDE = 4
 _MARGIN = 1  # map cells between the cells a RoI samples and an inner window edge (1 suffices)
@@ -83,17 +81,13 @@ def smoothed_roi_features(
 
     With ``windowed`` the conv only runs on the region the boxes read; the result equals the full computation.
     """
-    fast = fused.active(p2, smooth)
     if not windowed:
-        return roi_features(fused.conv_bn_act(p2, smooth) if fast else smooth(p2), boxes, res)
+        return roi_features(smooth(p2), boxes, res)
     height, width = p2.shape[-2:]
     ys, xs, h, w = feature_windows(boxes, height, width)
     if (h, w) == (height, width):  # the boxes read the whole map
         return smoothed_roi_features(p2, smooth, boxes, False, res)
-    window = _crop_padded(p2, ys, xs, h, w)
-    if fast:
-        window = fused.conv_bn_act(window, smooth, padding=(0, 0))
-    else:
-        window = nnf.conv2d(window, smooth.weight, smooth.bias)
+    # The window carries its border (the neighbouring cells, or zeros at the map's edge): no padding.
+    window = nnf.conv2d(_crop_padded(p2, ys, xs, h, w), smooth.weight, smooth.bias)
     shift = torch.tensor([[x, y, x, y] for y, x in zip(ys, xs)], device=p2.device, dtype=boxes[0].dtype)
     return roi_features(window, [b - FEATURE_STRIDE * shift for b in boxes], res)

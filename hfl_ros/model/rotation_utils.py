@@ -1,4 +1,4 @@
-"""Differentiable rotation conversions used by the MANO regressor (torch, float32-safe)."""
+"""Differentiable rotation conversions (torch, float32-safe): the MANO regressor's and the MANO layer's."""
 
 from __future__ import annotations
 
@@ -59,25 +59,17 @@ def rotmat_to_axis_angle(R: torch.Tensor) -> torch.Tensor:
     return quaternion_to_axis_angle(rotmat_to_quaternion(R))
 
 
-def axis_angle_to_rotmat(aa: torch.Tensor) -> torch.Tensor:
-    """(..., 3) axis-angle -> (..., 3, 3) by Rodrigues' formula (accurate near 0)."""
-    angle = aa.norm(dim=-1, keepdim=True).unsqueeze(-1)
-    k = aa.unsqueeze(-1)
-    zero = torch.zeros_like(aa[..., 0])
-    skew = torch.stack(
-        (
-            torch.stack((zero, -aa[..., 2], aa[..., 1]), -1),
-            torch.stack((aa[..., 2], zero, -aa[..., 0]), -1),
-            torch.stack((-aa[..., 1], aa[..., 0], zero), -1),
-        ),
-        -2,
-    )
-    small = angle < 1e-6
-    safe = torch.where(small, torch.ones_like(angle), angle)
-    a = torch.where(small, 1 - angle**2 / 6, torch.sin(safe) / safe)
-    b = torch.where(small, 0.5 - angle**2 / 24, (1 - torch.cos(safe)) / safe**2)
-    eye = torch.eye(3, dtype=aa.dtype, device=aa.device).expand_as(skew)
-    outer = k @ k.transpose(-1, -2)
-    sq = angle**2
-    # skew @ skew = k kᵀ - |k|² I
-    return eye + a * skew + b * (outer - sq * eye)
+def axis_angle_to_rotmat(axis_angle: torch.Tensor) -> torch.Tensor:
+    """Rodrigues' formula, (..., 3) axis-angle -> (..., 3, 3); exact with finite gradients at zero angle."""
+    theta2 = (axis_angle * axis_angle).sum(-1)[..., None, None]
+    small = theta2 < 1e-10
+    safe_theta = torch.sqrt(torch.where(small, torch.ones_like(theta2), theta2))
+    half_sinc = torch.sin(safe_theta / 2) / (safe_theta / 2)
+    # sin(t)/t and (1 - cos t)/t² = sinc²(t/2)/2, replaced by their Taylor series near 0
+    a = torch.where(small, 1 - theta2 / 6, torch.sin(safe_theta) / safe_theta)
+    b = torch.where(small, 0.5 - theta2 / 24, 0.5 * half_sinc * half_sinc)
+    x, y, z = axis_angle.unbind(-1)
+    zero = torch.zeros_like(x)
+    skew = torch.stack((zero, -z, y, z, zero, -x, -y, x, zero), -1).reshape(*axis_angle.shape[:-1], 3, 3)
+    eye = torch.eye(3, dtype=axis_angle.dtype, device=axis_angle.device)
+    return eye + a * skew + b * (skew @ skew)

@@ -8,7 +8,8 @@ nodes run with ``use_sim_time``. At the end it waits for reliable subscribers to
 published.
 
 Run as ``ros2 run hfl_ros bag_player --ros-args -p bag:=BAG -p rate:=1.0`` or ``bag_player BAG [--rate R]``
-(command-line values set the parameters' defaults; ``-p`` overrides them), or through ``hfl-ros play BAG``.
+(command-line values set the parameters' defaults; ``-p`` overrides them), or through ``hfl-ros play BAG``
+(the same options, then ROS arguments after ``--ros-args``, e.g. ``--ros-args -r __node:=player``).
 """
 
 from __future__ import annotations
@@ -22,12 +23,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..bag.player import CLOCK_TOPIC, Pacer, PlayOptions, playback, python_message_module, select_topics
+from ..bag.errors import BagError
+from ..bag.play_cli import add_play_arguments, options_from_args
+from ..bag.player import Pacer, PlayOptions, playback, python_message_module, select_topics
 from ..bag.reader import BagReader
 from ..errors import HflRosError
+from ..ros.names import BAG_PLAYER_NODE, CLOCK_TOPIC
 from ..stop_signals import Interrupted, report_stop, shutdown_rclpy, stop_signals
-
-NODE_NAME = "bag_player"
 
 
 def _message_class(msgtype: str) -> type | None:
@@ -41,7 +43,7 @@ def _message_class(msgtype: str) -> type | None:
 class BagPlayerNode:
     """An rclpy node that plays one bag. Build it after ``rclpy.init``; call :meth:`play`."""
 
-    def __init__(self, options: PlayOptions | None = None, *, node_name: str = NODE_NAME) -> None:
+    def __init__(self, options: PlayOptions | None = None, *, node_name: str = BAG_PLAYER_NODE) -> None:
         import rclpy.node
 
         defaults = options or PlayOptions(bag=Path(""))
@@ -189,7 +191,7 @@ def run_player(options: PlayOptions, args: Sequence[str] | None = None) -> int:
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.signals import SignalHandlerOptions
 
-        logger = rclpy.logging.get_logger(NODE_NAME)
+        logger = rclpy.logging.get_logger(BAG_PLAYER_NODE)
         # rclpy's own handlers would shut the context down under the player: the stop is ours.
         rclpy.init(args=list(args) if args is not None else None,
                    signal_handler_options=SignalHandlerOptions.NO)
@@ -217,7 +219,7 @@ def run_player(options: PlayOptions, args: Sequence[str] | None = None) -> int:
             if stop.requested:
                 played = f"after {player.published} message(s) from {player.options.bag}" if player else \
                     "before playing"
-                report_stop(logger, NODE_NAME, f"stopped ({stop.name}) {played}")
+                report_stop(logger, BAG_PLAYER_NODE, f"stopped ({stop.name}) {played}")
             if player is not None:
                 player.destroy()
             shutdown_rclpy()
@@ -231,25 +233,26 @@ def _spin(executor: Any, done: threading.Event) -> None:
         pass
 
 
-def add_play_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options shared by ``hfl-ros play`` and the ``bag_player`` executable."""
-    parser.add_argument("bag", nargs="?", type=Path, help="rosbag2 directory or .mcap / .db3 file")
-    parser.add_argument("--rate", type=float, default=1.0, help="playback speed factor (default 1)")
-    parser.add_argument("--topics", nargs="+", default=(), help="play only these topics")
-    parser.add_argument("--loop", action="store_true", help="play again from the start at the end")
-    parser.add_argument("--no-clock", action="store_true", help="do not publish /clock")
-    parser.add_argument("--clock-hz", type=float, default=40.0, help="/clock rate between messages (Hz)")
-    parser.add_argument("--wait-for-subscribers", type=int, default=1, metavar="N",
-                        help="wait until each topic has N subscribers before playing (0: do not wait)")
-    parser.add_argument("--wait-timeout", type=float, default=10.0,
-                        help="seconds to wait for subscribers, then play anyway (default 10)")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """``hfl-ros play``: the player's options, then ROS arguments after ``--ros-args``."""
+    add_play_arguments(parser)
+    parser.add_argument("--ros-args", dest="ros_args", nargs=argparse.REMAINDER, default=None,
+                        help="ROS arguments for the player node (remappings, -p name:=value, ...)")
 
 
-def options_from_args(args: argparse.Namespace) -> PlayOptions:
-    return PlayOptions(bag=args.bag if args.bag is not None else Path(""), rate=args.rate,
-                       topics=tuple(args.topics), loop=args.loop, clock=not args.no_clock,
-                       clock_hz=args.clock_hz, wait_for_subscribers=args.wait_for_subscribers,
-                       wait_timeout=args.wait_timeout)
+def run(args: argparse.Namespace) -> int:
+    """``hfl-ros play BAG``: replay a bag into live ROS 2 topics with the original stamps and /clock."""
+    if args.bag is None:
+        raise BagError("no bag given: hfl-ros play BAG")
+    options = options_from_args(args)
+    try:
+        options.validate()
+    except ValueError as exc:
+        raise BagError(str(exc)) from None
+    ros_args = ["--ros-args", *args.ros_args] if args.ros_args is not None else []
+    count = run_player(options, ["hfl-ros", *ros_args])
+    print(f"played {count} message(s) from {options.bag}")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -265,7 +268,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(remove_ros_args(argv)[1:])
         run_player(options_from_args(args), argv)
     except Interrupted:
-        print(f"[INFO] [{NODE_NAME}]: stopped ({stop.name}) before playing", file=sys.stderr)
+        print(f"[INFO] [{BAG_PLAYER_NODE}]: stopped ({stop.name}) before playing", file=sys.stderr)
     except (HflRosError, ValueError) as exc:
         print(f"bag_player: error: {exc}", file=sys.stderr)
         return 2

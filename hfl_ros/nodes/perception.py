@@ -7,17 +7,14 @@
 
 from __future__ import annotations
 
-import functools
+import contextlib
 import gc
-import logging
 import threading
 import time
 import traceback
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterator
 from typing import Any
 
-import numpy as np
 import rclpy
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray
@@ -26,6 +23,7 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.clock import Clock, ClockType
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.node import Node
+from rclpy.qos import QoSProfile
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 from std_srvs.srv import Trigger
@@ -33,21 +31,17 @@ from tf2_msgs.msg import TFMessage
 from vision_msgs.msg import Detection2DArray, Detection3DArray
 from visualization_msgs.msg import MarkerArray
 
-from hfl_ros.errors import AssetError, CheckpointError, HandModelError, HflRosError, ObjectModelError
 from hfl_ros.msg import HandObjectPoseArray
-from hfl_ros.results import Detection, Side, Status
-from hfl_ros.ros.builders import (
-    RclpyMessageTypes,
-    results_to_detection3d,
-    results_to_markers,
-    results_to_msg,
-    results_to_tf,
-)
+from hfl_ros.ros import names
 from hfl_ros.ros.convert import LabelMap, rgb_to_image_data, stamp_to_ns
 from hfl_ros.ros.debug_image import draw_debug_image
 from hfl_ros.ros.diagnostics import PerceptionStats, diagnostics_msg
 from hfl_ros.ros.frame_processor import process_frame
 from hfl_ros.ros.frame_queue import FrameQueue
+from hfl_ros.ros.input_sync import InputSync, ReceivedFrame
+from hfl_ros.ros.markers import results_to_markers
+from hfl_ros.ros.message_types import RclpyMessageTypes
+from hfl_ros.ros.node_logging import ThrottledLogger, log_frame_failures, never_raises, one_line
 from hfl_ros.ros.params import (
     SPECS,
     ParameterError,
@@ -56,16 +50,22 @@ from hfl_ros.ros.params import (
     read_config,
     tracker_config,
     validate_value,
+    with_changes,
 )
-from hfl_ros.ros.qos import TF_QOS, make_qos
-from hfl_ros.ros.sync import CameraInfoJoiner, JoinedFrame, StampSynchronizer
+from hfl_ros.ros.pose_messages import results_to_detection3d, results_to_msg
+from hfl_ros.ros.qos import (
+    diagnostics_qos,
+    input_qos,
+    output_qos,
+    overridable,
+    tf_qos,
+)
+from hfl_ros.ros.tf_messages import results_to_tf
 from hfl_ros.tracking import Tracker
 
-NODE_NAME = "hfl_perception"
-IMAGE, DETECTIONS = 0, 1
-_ASSET_PARAMETER = {CheckpointError: "checkpoint_path", HandModelError: "mano_dir",
-                    ObjectModelError: "object_models_dir"}
 _STEADY = Clock(clock_type=ClockType.STEADY_TIME)
+#: The prefix of rclpy's QoS override parameters (see hfl_ros.ros.qos).
+QOS_OVERRIDES = "qos_overrides."
 #: Parameters that reconfigure the tracker.
 _TRACKING_PARAMETERS = frozenset(
     {"temporal_filter", "filter_position_gain", "filter_velocity_gain", "filter_min_cutoff", "filter_beta",
@@ -73,75 +73,6 @@ _TRACKING_PARAMETERS = frozenset(
      "track_min_iou"})
 #: Longest wait for the frame being processed when the node stops or is deactivated.
 FRAME_FINISH_TIMEOUT_S = 1.0
-
-
-@dataclass
-class _Frame:
-    """A synced frame on its way to the worker."""
-
-    joined: JoinedFrame
-    received: float  # time.monotonic() when its image arrived
-
-
-class ThrottledLogger:
-    """Logs at most one line per reason every ``period_s``, telling how many were suppressed meanwhile."""
-
-    def __init__(self, logger: Any, period_s: float = 5.0) -> None:
-        self._logger = logger
-        self._period = period_s
-        self._last: dict[str, float] = {}
-        self._suppressed: dict[str, int] = {}
-        self._lock = threading.Lock()
-
-    def log(self, level: str, reason: str, message: str) -> None:
-        now = time.monotonic()
-        with self._lock:
-            last = self._last.get(reason)
-            if last is not None and now - last < self._period:
-                self._suppressed[reason] = self._suppressed.get(reason, 0) + 1
-                return
-            suppressed = self._suppressed.pop(reason, 0)
-            self._last[reason] = now
-        if suppressed:
-            message += f" ({suppressed} similar message(s) suppressed)"
-        text = f"[{reason}] {message}"
-        # rclpy ties each logging call site to the first severity logged there and raises ValueError on
-        # another one, so each level needs a call site of its own.
-        if level == "error":
-            self._logger.error(text)
-        elif level == "warning":
-            self._logger.warning(text)
-        elif level == "info":
-            self._logger.info(text)
-        else:
-            self._logger.debug(text)
-
-
-def _never_raises(method: Callable[..., None]) -> Callable[..., None]:
-    """Wrap a callback: an unexpected exception is logged (throttled) instead of stopping the executor."""
-
-    @functools.wraps(method)
-    def wrapper(self: _Perception, *args: Any) -> None:
-        try:
-            method(self, *args)
-        except Exception as exc:
-            self.stats.failure("internal_error")
-            self.log.log("error", f"internal_error_{method.__name__}",
-                         f"{method.__name__} failed: {type(exc).__name__}: {exc}\n{traceback.format_exc()}")
-
-    return wrapper
-
-
-def one_line(text: object) -> str:
-    """``text`` on one line (a FATAL or a failed transition is reported as one line)."""
-    return " ".join(str(text).split())
-
-
-class _WarmUpLogFilter(logging.Filter):
-    """Keeps the Estimator's tracebacks of a failed warm-up forward off stderr (the failure is reported)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return False
 
 
 class _Perception:
@@ -158,6 +89,7 @@ class _Perception:
         self._read_only = read_only
         declare_parameters(self, read_only=read_only, validate=False)  # raises ParameterError
         self._warn_unknown_parameters()
+        self._unused_overrides_reported = False
         self.config: PerceptionConfig | None = None
         self.estimator: Any = None
         self._loaded_once = False
@@ -181,84 +113,29 @@ class _Perception:
     # --- start-up -------------------------------------------------------------------------------------
 
     def _warn_unknown_parameters(self) -> None:
-        overrides = getattr(self, "_parameter_overrides", {}) or {}
-        unknown = sorted(k for k in overrides if k not in SPECS and k != "use_sim_time")
+        """Parameters given at start-up that nothing reads (``qos_overrides`` are checked by :meth:`open`)."""
+        unknown = sorted(k for k in self._parameter_overrides
+                         if k not in SPECS and k != "use_sim_time" and not k.startswith(QOS_OVERRIDES))
         if unknown:
             self.get_logger().warning(f"ignoring unknown parameter(s) {unknown} (misspelt?)")
 
     def load(self) -> None:
         """Validate the parameters, then build and warm up the Estimator; ParameterError when that fails."""
         cfg = read_config(self)
-        device = self._resolve_device(cfg)
         if cfg.num_threads > 0:
             import torch
 
             torch.set_num_threads(cfg.num_threads)
-        if not cfg.object_models_dir:
+        if not cfg.estimator.object_models_dir:
             self.get_logger().warning("object_models_dir is empty: no object pose will be estimated")
-        from hfl_ros.estimator import Estimator
+        from hfl_ros.estimator_factory import build_estimator
 
-        try:
-            estimator = Estimator(cfg.checkpoint_path, mano_dir=cfg.mano_dir or None,
-                                  object_models=cfg.object_models_dir or None, device=device, fp16=cfg.fp16,
-                                  hand_score_threshold=cfg.hand_score_threshold,
-                                  object_score_threshold=cfg.object_score_threshold, with_vertices=True)
-            if estimator.object_models is not None:  # read every model now: a bad file is a start-up error
-                for class_id in estimator.object_models.class_ids:
-                    estimator.object_models.get(class_id)
-        except AssetError as exc:
-            name = next((p for cls, p in _ASSET_PARAMETER.items() if isinstance(exc, cls)), "checkpoint_path")
-            raise ParameterError(name, f"cannot load it: {one_line(exc)}") from None
-        except HflRosError as exc:  # e.g. a network the Estimator refuses
-            raise ParameterError("checkpoint_path", f"cannot use it: {one_line(exc)}") from None
-        except RuntimeError as exc:  # e.g. CUDA out of memory while moving the network to the GPU
-            if device == "cpu":
-                raise
-            raise ParameterError("device", f"cannot use {device}: {one_line(exc)}") from None
-        self._warm_up(estimator, device)
+        estimator = build_estimator(cfg.estimator, warn=self.get_logger().warning)
         self.config, self.estimator, self._loaded_once = cfg, estimator, True
         with self._track_lock:
             self.tracker = Tracker(tracker_config(cfg))
         self.label_map = LabelMap(cfg.right_hand_labels, cfg.left_hand_labels, cfg.default_hand_side,
                                   cfg.hand_labels)
-
-    def _resolve_device(self, cfg: PerceptionConfig) -> str:
-        from hfl_ros.devices import DeviceError, resolve_device
-
-        try:
-            resolved = resolve_device(cfg.device)
-        except DeviceError as exc:
-            raise ParameterError("device", f"{one_line(exc)}; set it to cpu, auto or a GPU of this "
-                                 "host") from None
-        if resolved.fallback_reason:
-            self.get_logger().warning(f"parameter 'device': auto: running on the CPU because "
-                                      f"{resolved.fallback_reason}")
-        if cfg.fp16 and resolved.device.type != "cuda":
-            why = f" (device auto: {resolved.fallback_reason})" if resolved.fallback_reason else ""
-            raise ParameterError("fp16", f"half precision needs a CUDA GPU but the node would run on the "
-                                 f"CPU{why}; set fp16 to false")
-        return str(resolved.device)
-
-    def _warm_up(self, estimator: Any, device: str) -> None:
-        """One frame through the whole path, so that a GPU that cannot run the network is a start-up error and
-        the first real frame does not pay one-off costs; on CUDA then ``Estimator.warm_up`` (cuDNN's
-        algorithm search for the batch sizes of one and two hands)."""
-        size = max(2 * int(estimator.input_size), 64)
-        image = np.full((size, size, 3), 128, np.uint8)
-        K = np.array([[size, 0.0, size / 2], [0.0, size, size / 2], [0.0, 0.0, 1.0]])
-        hand = Detection.hand(np.array([0.25, 0.25, 0.75, 0.75]) * size, Side.RIGHT)
-        log_filter = _WarmUpLogFilter()
-        estimator_logger = logging.getLogger("hfl_ros.estimator")
-        estimator_logger.addFilter(log_filter)
-        try:
-            (result,) = estimator.estimate(image, K, [hand])
-        finally:
-            estimator_logger.removeFilter(log_filter)
-        if result.status == Status.INTERNAL_ERROR:
-            name = "device" if device != "cpu" else "checkpoint_path"
-            raise ParameterError(name, f"the network fails on {device}: {one_line(result.status_message)}")
-        if device.startswith("cuda"):
-            estimator.warm_up()
 
     def unload(self) -> None:
         """Free the Estimator (and the GPU memory it held)."""
@@ -281,7 +158,7 @@ class _Perception:
     def ready_text(self) -> str:
         cfg = self.config
         return (f"device {self.estimator.device}, queue_policy {cfg.queue_policy}, "
-                f"sync_slop {cfg.sync_slop} s, input '{self.resolve_topic_name('image')}'"
+                f"sync_slop {cfg.sync_slop} s, input '{self.resolve_topic_name(names.IMAGE_INPUT)}'"
                 + (" (compressed)" if cfg.image_transport == "compressed" else ""))
 
     # --- inputs and outputs ---------------------------------------------------------------------------
@@ -290,51 +167,23 @@ class _Perception:
         """Create the publishers, subscriptions and timers, and start the inference worker."""
         cfg = self.config
         # message_filters is not available as a PyPI wheel: hfl_ros.ros.sync is our own synchroniser.
-        self._sync_lock = threading.Lock()
-        self.sync = StampSynchronizer(2, cfg.sync_slop, cfg.sync_queue_size, max_age_s=cfg.sync_max_age,
-                                      reset_on_jump_back_s=max(1.0, cfg.sync_max_age))
-        self.joiner = CameraInfoJoiner(cfg.sync_slop, cfg.camera_info_wait,
-                                       max_fallback_age_s=cfg.camera_info_max_age or None)
-        self._received: dict[int, float] = {}  # image stamp -> monotonic receive time
-        self._unmatched_reported = 0
-        self._resets_reported = 0
+        self.inputs = InputSync(self.log, self.stats, slop_s=cfg.sync_slop, queue_size=cfg.sync_queue_size,
+                                max_age_s=cfg.sync_max_age, camera_info_wait_s=cfg.camera_info_wait,
+                                camera_info_max_age_s=cfg.camera_info_max_age)
         queue = FrameQueue(cfg.queue_policy, cfg.queue_size)
         self.queue = queue
-
-        def publisher(msg_type: Any, topic: str, qos: Any) -> Any:
-            pub = self.create_publisher(msg_type, topic, qos)
-            self._entities.append(("publisher", pub))
-            return pub
-
-        out_qos = make_qos(cfg.qos_output_reliability, cfg.qos_output_depth)
-        self.pub_poses = publisher(HandObjectPoseArray, "~/hand_object_poses", out_qos)
-        self.pub_objects = publisher(Detection3DArray, "~/objects", out_qos)
-        self.pub_markers = publisher(MarkerArray, "~/markers", out_qos)
-        self.pub_debug = publisher(Image, "~/debug_image", out_qos)
-        # tf2_ros is not available as a wheel: TF is published as tf2_msgs/TFMessage on /tf directly.
-        self.pub_tf = publisher(TFMessage, "/tf", TF_QOS)
-        self.pub_diag = publisher(DiagnosticArray, "/diagnostics", 10)
-
         # Inputs share one mutually exclusive group (the synchroniser sees messages one at a time). With
         # queue_policy "all" they (and the camera_info timeout timer) may block on a full queue, so the
         # executor is multi-threaded and the diagnostics timer has a group of its own: it keeps reporting.
         inputs = MutuallyExclusiveCallbackGroup()
         timers = MutuallyExclusiveCallbackGroup()
         diagnostics = MutuallyExclusiveCallbackGroup()
-        in_qos = make_qos(cfg.qos_input_reliability, cfg.qos_input_depth)
-
-        def subscription(msg_type: Any, topic: str, callback: Callable[[Any], None]) -> None:
-            sub = self.create_subscription(msg_type, topic, callback, in_qos, callback_group=inputs)
-            self._entities.append(("subscription", sub))
-
-        if cfg.image_transport == "compressed":
-            subscription(CompressedImage, "image/compressed", self._on_image)
-        else:
-            subscription(Image, "image", self._on_image)
-        subscription(CameraInfo, "camera_info", self._on_camera_info)
-        subscription(Detection2DArray, "detections", self._on_detections)
-        service = self.create_service(Trigger, "~/reset", self._on_reset)
-        self._entities.append(("service", service))
+        try:
+            self._create_endpoints(inputs)
+        except ParameterError:  # a bad qos_overrides parameter
+            self.close()
+            raise
+        self._warn_unused_qos_overrides()
         poll_period = min(0.05, max(0.01, cfg.camera_info_wait / 2))
         for period, callback, group in ((poll_period, self._poll_camera_info, timers),
                                         (cfg.diagnostics_period, self._publish_diagnostics, diagnostics)):
@@ -343,6 +192,60 @@ class _Perception:
 
         self._worker = threading.Thread(target=self._work, args=(queue,), name="hfl_inference", daemon=True)
         self._worker.start()
+
+    def _create_endpoints(self, inputs: MutuallyExclusiveCallbackGroup) -> None:
+        """The publishers, the subscriptions (in callback group ``inputs``) and the ~/reset service."""
+        private = names.private
+        self.pub_poses = self._publisher(HandObjectPoseArray, private(names.POSES_OUTPUT), output_qos())
+        self.pub_objects = self._publisher(Detection3DArray, private(names.OBJECTS_OUTPUT), output_qos())
+        self.pub_markers = self._publisher(MarkerArray, private(names.MARKERS_OUTPUT), output_qos())
+        self.pub_debug = self._publisher(Image, private(names.DEBUG_IMAGE_OUTPUT), output_qos())
+        # tf2_ros is not available as a wheel: TF is published as tf2_msgs/TFMessage on /tf directly.
+        self.pub_tf = self._publisher(TFMessage, names.TF_TOPIC, tf_qos())
+        self.pub_diag = self._publisher(DiagnosticArray, names.DIAGNOSTICS_TOPIC, diagnostics_qos())
+        if self.config.image_transport == "compressed":
+            self._subscription(CompressedImage, names.COMPRESSED_IMAGE_INPUT, self._on_image, inputs)
+        else:
+            self._subscription(Image, names.IMAGE_INPUT, self._on_image, inputs)
+        self._subscription(CameraInfo, names.CAMERA_INFO_INPUT, self._on_camera_info, inputs)
+        self._subscription(Detection2DArray, names.DETECTIONS_INPUT, self._on_detections, inputs)
+        service = self.create_service(Trigger, private(names.RESET_SERVICE), self._on_reset)
+        self._entities.append(("service", service))
+
+    def _publisher(self, msg_type: Any, topic: str, qos: QoSProfile) -> Any:
+        with self._qos_overrides_checked(topic, "publisher"):
+            publisher = self.create_publisher(msg_type, topic, qos, qos_overriding_options=overridable())
+        self._entities.append(("publisher", publisher))
+        return publisher
+
+    def _subscription(self, msg_type: Any, topic: str, callback: Callable[[Any], None],
+                      group: MutuallyExclusiveCallbackGroup) -> None:
+        options = overridable()
+        with self._qos_overrides_checked(topic, "subscription"):
+            subscription = self.create_subscription(
+                msg_type, topic, callback, input_qos(), callback_group=group, qos_overriding_options=options)
+        self._entities.append(("subscription", subscription))
+
+    @contextlib.contextmanager
+    def _qos_overrides_checked(self, topic: str, entity: str) -> Iterator[None]:
+        """An endpoint that its ``qos_overrides`` parameters fail to create: a ParameterError naming them."""
+        prefix = f"{QOS_OVERRIDES}{self.resolve_topic_name(topic)}.{entity}."
+        try:
+            yield
+        except Exception as exc:
+            given = sorted(k for k in self._parameter_overrides if k.startswith(prefix))
+            if not given:
+                raise
+            raise ParameterError(given[0] if len(given) == 1 else f"{prefix}*",
+                                 f"not a usable QoS: {one_line(exc)}") from None
+
+    def _warn_unused_qos_overrides(self) -> None:
+        unused = sorted(k for k in self._parameter_overrides
+                        if k.startswith(QOS_OVERRIDES) and not self.has_parameter(k))
+        if unused and not self._unused_overrides_reported:
+            self.get_logger().warning(f"ignoring QoS override(s) {unused}: no publisher or subscription of "
+                                      "this node has that topic (the name after remapping) and kind")
+        self._unused_overrides_reported = True
 
     def close(self, timeout_s: float = FRAME_FINISH_TIMEOUT_S) -> int:
         """Stop processing: drop the queued frames (returns how many), let the frame being processed finish
@@ -402,12 +305,9 @@ class _Perception:
                 return SetParametersResult(successful=False, reason=str(exc))
         runtime = {k: v for k, v in changes.items() if SPECS[k].runtime}
         if runtime and self.config is not None:
-            self.config = replace(self.config, **runtime)
+            self.config = with_changes(self.config, runtime)
             if self.estimator is not None:
-                if "hand_score_threshold" in runtime:
-                    self.estimator.hand_score_threshold = runtime["hand_score_threshold"]
-                if "object_score_threshold" in runtime:
-                    self.estimator.object_score_threshold = runtime["object_score_threshold"]
+                self.estimator.reconfigure(self.config.estimator)
             if _TRACKING_PARAMETERS & runtime.keys():
                 try:
                     new = tracker_config(self.config)
@@ -424,66 +324,26 @@ class _Perception:
 
     # --- input callbacks ------------------------------------------------------------------------------
 
-    @_never_raises
+    @never_raises
     def _on_image(self, msg: Any) -> None:
-        self.stats.count_input("image")
-        stamp = stamp_to_ns(msg.header.stamp)
-        with self._sync_lock:
-            self._received[stamp] = time.monotonic()
-            ready = self._sync_and_join(IMAGE, stamp, msg)
-        self._enqueue(ready)
+        self._enqueue(self.inputs.add_image(msg))
 
-    @_never_raises
+    @never_raises
     def _on_detections(self, msg: Any) -> None:
-        self.stats.count_input("detections")
-        with self._sync_lock:
-            ready = self._sync_and_join(DETECTIONS, stamp_to_ns(msg.header.stamp), msg)
-        self._enqueue(ready)
+        self._enqueue(self.inputs.add_detections(msg))
 
-    @_never_raises
+    @never_raises
     def _on_camera_info(self, msg: Any) -> None:
-        self.stats.count_input("camera_info")
-        with self._sync_lock:
-            ready = self.joiner.add_info(stamp_to_ns(msg.header.stamp), msg)
-        self._enqueue(ready)
+        self._enqueue(self.inputs.add_camera_info(msg))
 
-    @_never_raises
+    @never_raises
     def _poll_camera_info(self) -> None:
-        with self._sync_lock:
-            ready = self.joiner.poll(time.monotonic_ns())
-        self._enqueue(ready)
+        self._enqueue(self.inputs.poll())
 
-    def _sync_and_join(self, index: int, stamp: int, msg: Any) -> list[JoinedFrame]:
-        """Called with the sync lock held."""
-        ready = []
-        for set_stamp, msgs in self.sync.add(index, stamp, msg):
-            ready += self.joiner.add_frame(set_stamp, msgs, time.monotonic_ns())
-        if self.sync.resets > self._resets_reported:  # the synchroniser started over
-            self.log.log("warning", "time_jump_back", f"input stamps jumped back (to {stamp} ns, more than "
-                         f"{self.sync.jump_back_ns * 1e-9:g} s before the newest): frames waiting to be "
-                         "matched were discarded (a bag replayed in a loop, or a bad clock?)")
-            self.stats.failure("time_jump_back", self.sync.resets - self._resets_reported)
-            self._resets_reported = self.sync.resets
-        unmatched = self.sync.unmatched_per_input[DETECTIONS] + self.sync.dropped_per_input[DETECTIONS]
-        if unmatched > self._unmatched_reported:
-            self.log.log("warning", "unmatched_detections",
-                         f"{unmatched - self._unmatched_reported} detections message(s) without an image "
-                         f"of the same stamp (sync_slop {self.config.sync_slop} s); {unmatched} in total")
-            self.stats.failure("unmatched_detections", unmatched - self._unmatched_reported)
-            self._unmatched_reported = unmatched
-        if len(self._received) > 4 * self.sync.queue_size:
-            for old in sorted(self._received)[: len(self._received) - 2 * self.sync.queue_size]:
-                del self._received[old]
-        return ready
-
-    def _enqueue(self, frames: list[JoinedFrame]) -> None:
+    def _enqueue(self, frames: list[ReceivedFrame]) -> None:
         queue = self.queue
-        for joined in frames:
-            received = self._received.pop(joined.stamp_ns, None) or time.monotonic()
-            if not joined.info_exact and joined.info is not None:
-                self.log.log("info", "camera_info_fallback",
-                             "no camera_info with the image's stamp: using the latest one received")
-            if queue is None or not queue.put(_Frame(joined, received), on_full=self._warn_queue_full):
+        for frame in frames:
+            if queue is None or not queue.put(frame, on_full=self._warn_queue_full):
                 return  # closed: the node is stopping or being deactivated
 
     def _on_reset(self, request: Any, response: Any) -> Any:
@@ -513,7 +373,7 @@ class _Perception:
                     return
                 self.log.log("error", "publish_error", f"{type(exc).__name__}: {exc}")
 
-    def _process(self, frame: _Frame) -> None:
+    def _process(self, frame: ReceivedFrame) -> None:
         cfg = self.config
         image_msg, detections_msg = frame.joined.payload
         header = image_msg.header
@@ -535,7 +395,7 @@ class _Perception:
             self.stats.failure(reason)
         for result in results:
             self.stats.status(result.status.name.lower())
-        self._log_failures(outcome, header)
+        log_frame_failures(self.log, outcome, header)
 
         self.pub_objects.publish(results_to_detection3d(results, header, self.types,
                                                         self.estimator.object_models, cfg.tf_prefix))
@@ -553,34 +413,12 @@ class _Perception:
             self.pub_debug.publish(Image(header=header, height=height, width=width, encoding="rgb8",
                                          is_bigendian=0, step=width * 3, data=rgb_to_image_data(overlay)))
 
-    def _log_failures(self, outcome: Any, header: Any) -> None:
-        stamp = f"{header.stamp.sec}.{header.stamp.nanosec:09d}"
-        if outcome.frame_error is not None:
-            reason = getattr(outcome.frame_error, "reason", "internal_error")
-            level = "error" if reason == "internal_error" else "warning"
-            detail = f"\n{outcome.traceback}" if outcome.traceback else ""
-            status = outcome.results[0].status.name if outcome.results else "-"
-            self.log.log(level, reason, f"frame {stamp} ({header.frame_id}): {outcome.frame_error}; "
-                         f"published {len(outcome.results)} hand(s) with status {status}{detail}")
-            return
-        for result in outcome.results:
-            if result.error is not None or result.status.name in ("BAD_INPUT", "INTERNAL_ERROR"):
-                reason = result.error.reason if result.error is not None else result.status.name.lower()
-                self.log.log("warning", reason, f"frame {stamp}: {Side(result.hand.side).value} hand: "
-                             f"{result.status.name}: {result.status_message}")
-
     # --- diagnostics ----------------------------------------------------------------------------------
 
-    @_never_raises
+    @never_raises
     def _publish_diagnostics(self) -> None:
         queue = self.queue
-        with self._sync_lock:
-            sync_extra = {
-                "unmatched_images": self.sync.unmatched_per_input[IMAGE] + self.sync.dropped_per_input[IMAGE],
-                "unmatched_detections": (self.sync.unmatched_per_input[DETECTIONS]
-                                         + self.sync.dropped_per_input[DETECTIONS]),
-                "waiting_for_camera_info": self.joiner.waiting,
-            }
+        sync_extra = self.inputs.counts()
         with self._track_lock:
             tracker = self.tracker
             tracking = {"temporal_filter": tracker.config.filter.mode, "tracks_active": len(tracker.tracks),
@@ -602,7 +440,7 @@ class PerceptionNode(_Perception, Node):
     """
 
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(NODE_NAME, **kwargs)
+        super().__init__(names.PERCEPTION_NODE, **kwargs)
         self._init_perception(read_only=True)
         self.config = read_config(self)  # raises ParameterError
 
@@ -622,7 +460,7 @@ class ManagedPerceptionNode(_Perception, LifecycleNode):
     """
 
     def __init__(self, run_on_main: Callable[[Callable[[], Any]], Any] | None = None, **kwargs: Any) -> None:
-        super().__init__(NODE_NAME, **kwargs)
+        super().__init__(names.PERCEPTION_NODE, **kwargs)
         self._run_on_main = run_on_main or (lambda fn: fn())
         self._init_perception(read_only=False)
 
@@ -645,7 +483,11 @@ class ManagedPerceptionNode(_Perception, LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self.open()
+        try:
+            self.open()
+        except ParameterError as exc:
+            self.get_logger().error(f"activate failed, still inactive: {one_line(exc)}")
+            return TransitionCallbackReturn.FAILURE
         self.get_logger().info(f"active: {self.ready_text()}")
         return super().on_activate(state)
 

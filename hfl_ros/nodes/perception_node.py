@@ -26,10 +26,11 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from hfl_ros.ros.names import PERCEPTION_NODE
+from hfl_ros.ros.node_logging import one_line
 from hfl_ros.ros.params import ParameterError
 from hfl_ros.stop_signals import Interrupted, StopSignals, install, report_stop, shutdown_rclpy
 
-NODE_NAME = "hfl_perception"
 EXIT_STARTUP_FAILURE = 2
 
 
@@ -134,13 +135,11 @@ def main(args: list[str] | None = None) -> int:
         import rclpy.logging
         from rclpy.signals import SignalHandlerOptions
 
-        logger = rclpy.logging.get_logger(NODE_NAME)
+        logger = rclpy.logging.get_logger(PERCEPTION_NODE)
         try:
             # rclpy's own handlers would shut the context down under the executor: the stop is ours.
             rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
         except Exception as exc:  # malformed --ros-args
-            from hfl_ros.nodes.perception import one_line
-
             logger.fatal(f"cannot start: the ROS arguments are invalid: {one_line(exc)}")
             return EXIT_STARTUP_FAILURE
         from rclpy.executors import MultiThreadedExecutor
@@ -175,10 +174,8 @@ def main(args: list[str] | None = None) -> int:
     except Interrupted:
         pass
     except ParameterError as exc:
-        from hfl_ros.nodes.perception import one_line
-
         if logger is None:
-            print(f"[FATAL] [{NODE_NAME}]: {one_line(exc)}", file=sys.stderr)
+            print(f"[FATAL] [{PERCEPTION_NODE}]: {one_line(exc)}", file=sys.stderr)
         else:
             logger.fatal(one_line(exc))
         code = EXIT_STARTUP_FAILURE
@@ -201,7 +198,7 @@ def _stop_node(node: Any, executor: Any, spinner: _Spinner | None, calls: MainTh
         executor.shutdown(timeout_sec=1.0)
     if stop.requested:
         detail = node.stopped_text(dropped) if node is not None else "before the node was created"
-        report_stop(logger, NODE_NAME, f"stopped ({stop.name}): {detail}")
+        report_stop(logger, PERCEPTION_NODE, f"stopped ({stop.name}): {detail}")
     if node is not None:
         node.destroy_node()
     shutdown_rclpy()

@@ -1,6 +1,7 @@
 """Counters of the perception node and their diagnostic_msgs/DiagnosticArray (no rclpy import).
 
-The message is built through a :class:`~hfl_ros.ros.builders.MessageTypes` adapter like every other message.
+The message is built through a :class:`~hfl_ros.ros.message_types.MessageTypes` adapter like every other
+message.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from .builders import MessageTypes, new_message
+from .message_types import MessageTypes, new_message
 
 OK, WARN, ERROR, STALE = 0, 1, 2, 3
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import HflRosError
-from ..results import Detection, HandEstimate, HandObjectResult, Status
+from ..results import Detection, FrameEstimator, HandEstimate, HandObjectResult, Status
 from .convert import LabelMap, detections_from_msg, image_and_K
 
 
@@ -48,7 +48,7 @@ def failed_results(detections: list[Detection], error: Exception, status: Status
     ]
 
 
-def process_frame(estimator: Any, image_msg: Any, detections_msg: Any, camera_info_msg: Any | None,
+def process_frame(estimator: FrameEstimator, image_msg: Any, detections_msg: Any, camera_info_msg: Any | None,
                   label_map: LabelMap, compressed: bool = False) -> FrameOutcome:
     """Decode the messages and run ``estimator.estimate`` on them; never raises."""
     detections: list[Detection] = []

@@ -6,72 +6,42 @@ the only function that needs rclpy, and imports it when called.
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, fields
-from pathlib import Path
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from ..devices import DeviceError, check_device_name
+from ..estimator_config import (
+    DETECTION_PARAMS,
+    ESTIMATOR_PARAMS,
+    EstimatorConfig,
+    detection_labels,
+    estimator_config,
+)
+from ..param_spec import ParameterError, ParamSpec, validate_values
 from ..tracking.filters import FILTER_MODES
 
-QOS_RELIABILITIES = ("best_effort", "reliable")
+__all__ = [
+    "PARAMS",
+    "SPECS",
+    "ParamSpec",
+    "ParameterError",
+    "PerceptionConfig",
+    "declare_parameters",
+    "parameter_values",
+    "read_config",
+    "tracker_config",
+    "validate_config",
+    "validate_value",
+    "with_changes",
+]
+
 QUEUE_POLICIES = ("latest", "all")
 IMAGE_TRANSPORTS = ("raw", "compressed")
-SIDES = ("right", "left")
-
-
-class ParameterError(ValueError):
-    """A parameter value is invalid. ``name`` is the parameter; the message says what to do."""
-
-    def __init__(self, name: str, message: str):
-        super().__init__(f"parameter '{name}': {message}")
-        self.name = name
-
-
-@dataclass(frozen=True)
-class ParamSpec:
-    """One parameter. ``runtime``: may be changed while the node runs (``ros2 param set``)."""
-
-    name: str
-    default: Any
-    description: str
-    runtime: bool = False
-    choices: tuple[str, ...] | None = None
-    min_value: float | None = None
-    max_value: float | None = None
-
-    @property
-    def constraints(self) -> str:
-        """Human-readable constraints, for the descriptor and the docs."""
-        parts = []
-        if self.choices:
-            parts.append("one of " + ", ".join(self.choices))
-        if self.min_value is not None and self.max_value is not None:
-            parts.append(f"in [{self.min_value:g}, {self.max_value:g}]")
-        elif self.min_value is not None:
-            parts.append(f">= {self.min_value:g}")
-        return "; ".join(parts)
 
 
 PARAMS: tuple[ParamSpec, ...] = (
-    ParamSpec("checkpoint_path", "", "HFL-Net checkpoint: the official .pth.tar or one saved by hfl-ros "
-              "train."),
-    ParamSpec("mano_dir", "", "Directory with MANO_RIGHT.pkl / MANO_LEFT.pkl (or the stand-in hand model). "
-              "Empty: use the hand model stored in the checkpoint."),
-    ParamSpec("object_models_dir", "", "Object models, one sub-directory per class id holding points.xyz or "
-              "*.obj / *.ply (YCB layout). Empty: no object poses (every object is an unknown class)."),
-    ParamSpec("device", "auto", "Inference device: auto (cuda when available), cpu, cuda or cuda:N."),
-    ParamSpec("fp16", False, "Half-precision inference (CUDA only)."),
+    *ESTIMATOR_PARAMS,
+    *DETECTION_PARAMS,
     ParamSpec("num_threads", 0, "torch intra-op threads; 0 keeps torch's default.", min_value=0),
-    ParamSpec("right_hand_labels", ["right_hand"], "Detection class ids that are right hands."),
-    ParamSpec("left_hand_labels", ["left_hand"], "Detection class ids that are left hands."),
-    ParamSpec("hand_labels", ["hand"], "Detection class ids that are hands of unknown side "
-              "(taken as default_hand_side)."),
-    ParamSpec("default_hand_side", "right", "Side of hands detected without a side.", choices=SIDES),
-    ParamSpec("hand_score_threshold", 0.0, "Hand detections scoring below this are ignored.", runtime=True,
-              min_value=0.0, max_value=1.0),
-    ParamSpec("object_score_threshold", 0.0, "Object detections scoring below this are ignored.",
-              runtime=True, min_value=0.0, max_value=1.0),
     ParamSpec("image_transport", "raw", "raw: subscribe 'image' (sensor_msgs/Image); compressed: subscribe "
               "'image/compressed' (sensor_msgs/CompressedImage).", choices=IMAGE_TRANSPORTS),
     ParamSpec("sync_slop", 0.0, "Seconds two stamps may differ and still match; 0 = exact stamps.",
@@ -123,33 +93,22 @@ PARAMS: tuple[ParamSpec, ...] = (
               "it tracked gets a new id when seen again.", runtime=True, min_value=0.001),
     ParamSpec("track_min_iou", 0.1, "Least box overlap for a detection to continue a track.",
               runtime=True, min_value=0.0, max_value=1.0),
-    ParamSpec("qos_input_reliability", "best_effort", "Reliability of the input subscriptions.",
-              choices=QOS_RELIABILITIES),
-    ParamSpec("qos_input_depth", 5, "History depth of the input subscriptions.", min_value=1),
-    ParamSpec("qos_output_reliability", "reliable", "Reliability of the output publishers.",
-              choices=QOS_RELIABILITIES),
-    ParamSpec("qos_output_depth", 10, "History depth of the output publishers.", min_value=1),
 )
 
 SPECS: dict[str, ParamSpec] = {spec.name: spec for spec in PARAMS}
+_ESTIMATOR_NAMES = frozenset(spec.name for spec in ESTIMATOR_PARAMS)
 
 
 @dataclass(frozen=True)
 class PerceptionConfig:
-    """Validated parameter values (field names are the parameter names)."""
+    """Validated parameter values: the Estimator's options in ``estimator``, the others by their own names."""
 
-    checkpoint_path: str
-    mano_dir: str
-    object_models_dir: str
-    device: str
-    fp16: bool
-    num_threads: int
+    estimator: EstimatorConfig
     right_hand_labels: tuple[str, ...]
     left_hand_labels: tuple[str, ...]
     hand_labels: tuple[str, ...]
     default_hand_side: str
-    hand_score_threshold: float
-    object_score_threshold: float
+    num_threads: int
     image_transport: str
     sync_slop: float
     sync_queue_size: int
@@ -177,33 +136,6 @@ class PerceptionConfig:
     gate_rotation: float
     track_max_gap: float
     track_min_iou: float
-    qos_input_reliability: str
-    qos_input_depth: int
-    qos_output_reliability: str
-    qos_output_depth: int
-
-
-def _coerce(spec: ParamSpec, value: Any) -> Any:
-    default = spec.default
-    if isinstance(default, bool):
-        if not isinstance(value, bool):
-            raise ParameterError(spec.name, f"expected true or false, got {value!r}")
-        return value
-    if isinstance(default, int):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ParameterError(spec.name, f"expected an integer, got {value!r}")
-        return value
-    if isinstance(default, float):
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-            raise ParameterError(spec.name, f"expected a finite number, got {value!r}")
-        return float(value)
-    if isinstance(default, list):
-        if isinstance(value, str) or not all(isinstance(v, str) for v in value):
-            raise ParameterError(spec.name, f"expected a list of strings, got {value!r}")
-        return tuple(str(v) for v in value)
-    if not isinstance(value, str):
-        raise ParameterError(spec.name, f"expected a string, got {value!r}")
-    return value.strip()
 
 
 def validate_value(name: str, value: Any) -> Any:
@@ -211,54 +143,31 @@ def validate_value(name: str, value: Any) -> Any:
     spec = SPECS.get(name)
     if spec is None:
         raise ParameterError(name, "unknown parameter")
-    value = _coerce(spec, value)
-    if spec.choices is not None and value not in spec.choices:
-        raise ParameterError(name, f"{value!r} is not allowed; set it to {spec.constraints}")
-    if spec.min_value is not None and value < spec.min_value:
-        raise ParameterError(name, f"{value} is too small; set it to {spec.constraints}")
-    if spec.max_value is not None and value > spec.max_value:
-        raise ParameterError(name, f"{value} is too large; set it to {spec.constraints}")
-    return value
-
-
-def _validate_device(device: str) -> None:
-    try:
-        check_device_name(device)
-    except DeviceError:
-        raise ParameterError("device", f"{device!r} is not a device; set it to auto, cpu, cuda or cuda:N") \
-            from None
+    return spec.validate(value)
 
 
 def validate_config(values: dict[str, Any]) -> PerceptionConfig:
     """Validate every parameter (missing ones take their default) and the paths they name."""
-    checked = {spec.name: validate_value(spec.name, values.get(spec.name, spec.default)) for spec in PARAMS}
-    ckpt = checked["checkpoint_path"]
-    if not ckpt:
-        raise ParameterError("checkpoint_path", "not set; give the path of an HFL-Net checkpoint file (e.g. "
-                             "--ros-args -p checkpoint_path:=/path/to/model.pth.tar, or in the params file)")
-    if not Path(ckpt).expanduser().is_file():
-        raise ParameterError("checkpoint_path", f"file {ckpt!r} does not exist; set it to an HFL-Net "
-                             "checkpoint file")
-    for name in ("mano_dir", "object_models_dir"):
-        path = checked[name]
-        if path and not Path(path).expanduser().is_dir():
-            raise ParameterError(name, f"directory {path!r} does not exist; set it to an existing directory "
-                                 "or leave it empty")
-    _validate_device(checked["device"])
-    right = {s.strip().lower() for s in checked["right_hand_labels"]}
-    overlap = right & {s.strip().lower() for s in checked["left_hand_labels"]}
-    if overlap:
-        raise ParameterError("left_hand_labels", f"{sorted(overlap)} also listed in right_hand_labels; "
-                             "a label can name one side only")
-    for name in ("checkpoint_path", "mano_dir", "object_models_dir"):
-        if checked[name]:
-            checked[name] = str(Path(checked[name]).expanduser())
-    return PerceptionConfig(**checked)
+    checked = validate_values(PARAMS, values)
+    estimator = estimator_config(checked)
+    checked.update(detection_labels(checked))
+    node_values = {name: checked[name] for name in _NODE_FIELDS}
+    return PerceptionConfig(estimator=estimator, **node_values)
 
 
-def config_fields() -> list[str]:
-    """Names of the PerceptionConfig fields (equal to the parameter names)."""
-    return [f.name for f in fields(PerceptionConfig)]
+def with_changes(cfg: PerceptionConfig, changes: dict[str, Any]) -> PerceptionConfig:
+    """``cfg`` with some (already validated) parameter values changed, e.g. runtime ones."""
+    est = {k: v for k, v in changes.items() if k in _ESTIMATOR_NAMES}
+    node = {k: v for k, v in changes.items() if k not in _ESTIMATOR_NAMES}
+    estimator = cfg.estimator.with_changes(**est) if est else cfg.estimator
+    return replace(cfg, estimator=estimator, **node)
+
+
+def parameter_values(cfg: PerceptionConfig) -> dict[str, Any]:
+    """Every parameter's value in ``cfg``, by parameter name."""
+    values = {name: getattr(cfg, name) for name in _NODE_FIELDS}
+    values.update({name: getattr(cfg.estimator, name) for name in _ESTIMATOR_NAMES})
+    return values
 
 
 def declare_parameters(node: Any, *, read_only: bool = True,
@@ -297,6 +206,9 @@ def declare_parameters(node: Any, *, read_only: bool = True,
         except InvalidParameterValueException as exc:
             raise ParameterError(spec.name, f"invalid value ({exc}); set it to {spec.constraints}") from exc
     return read_config(node) if validate else None
+
+
+_NODE_FIELDS = tuple(f.name for f in fields(PerceptionConfig) if f.name != "estimator")
 
 
 def read_config(node: Any) -> PerceptionConfig:

@@ -13,8 +13,8 @@ from typing import Any
 
 import yaml
 
+from ..data.augment import AugmentConfig
 from ..errors import InputError
-from .augment import AugmentConfig
 from .losses import LossWeights
 
 DATASET_KINDS = ("ho3d", "dexycb")

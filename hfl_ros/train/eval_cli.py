@@ -12,6 +12,8 @@ from pathlib import Path
 
 from ..data.ycb import OFFICIAL_SYMMETRIC_IDS, SYMMETRIC_IDS_WITH_LARGE_CLAMP, YCB_CLASSES
 from ..errors import InputError
+from ..estimator_config import ESTIMATOR_PARAMS, EstimatorConfig, estimator_config
+from ..param_spec import add_flags, values_from_flags
 
 DEFAULT_SPLIT = {"ho3d": "evaluation", "dexycb": "test"}
 SYMMETRIC_CHOICES = {"official": OFFICIAL_SYMMETRIC_IDS, "with-large-clamp": SYMMETRIC_IDS_WITH_LARGE_CLAMP}
@@ -28,28 +30,26 @@ CONVENTIONS = {
 }
 
 
+#: Estimator options whose default differs in evaluation: HFL-Net's HO3D test boxes are the hand box x 1.1.
+EVAL_DEFAULTS = {"hand_box_scale": 1.1}
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", required=True, help="official .pth.tar or hfl_ros checkpoint")
     parser.add_argument("--dataset", required=True, choices=("ho3d", "dexycb"))
     parser.add_argument("--root", required=True, help="dataset folder")
     parser.add_argument("--split", help="ho3d: train|evaluation (default evaluation); dexycb: train|val|test")
     parser.add_argument("--boxes", default="gt", help="'gt' (paper protocol) or a detections JSON file")
-    parser.add_argument("--mano-dir", help="MANO_RIGHT/LEFT.pkl directory (DexYCB poses; GT meshes)")
-    parser.add_argument(
-        "--object-models-dir", help="YCB models <dir>/<name>/points.xyz (default: <root>/models)"
-    )
     parser.add_argument("--out", required=True, help="output directory")
-    parser.add_argument("--device", default="auto")
     parser.add_argument("--version", default="auto", help="HO3D version: v2, v3 or auto")
     parser.add_argument("--limit", type=int, help="evaluate only the first N frames")
     parser.add_argument("--batch-frames", type=int, default=8, help="frames per Estimator batch")
     parser.add_argument("--symmetric-ids", choices=tuple(SYMMETRIC_CHOICES), default="official",
                         help="classes scored with ADD-S: official (13,16,20,21) or with-large-clamp (+19)")
-    parser.add_argument("--hand-box-scale", type=float, default=1.1,
-                        help="growth of the hand box for the network (1.1 as in HFL-Net)")
-    parser.add_argument("--object-box-scale", type=float, default=1.0,
-                        help="growth of the object box (1.0 for GT boxes; >1 can help tight detector boxes)")
     parser.add_argument("--no-progress", action="store_true")
+    est = parser.add_argument_group("estimator (the perception node's parameters, same names); the mano_dir "
+                                    "also gives DexYCB's ground-truth meshes, object models default to "
+                                    "<root>/models")
+    add_flags(est, ESTIMATOR_PARAMS, aliases={"checkpoint_path": "--checkpoint"}, defaults=EVAL_DEFAULTS)
 
 
 def build_samples(args: argparse.Namespace):
@@ -63,6 +63,11 @@ def build_samples(args: argparse.Namespace):
     return DexYCBDataset(args.root, split, mano_dir=args.mano_dir, models_dir=args.object_models_dir), split
 
 
+def estimator_options(args: argparse.Namespace) -> EstimatorConfig:
+    """The Estimator options of the command line, validated as the node validates its parameters."""
+    return estimator_config(values_from_flags(args, ESTIMATOR_PARAMS))
+
+
 def object_library(models_dir: Path):
     """An ObjectModelLibrary of the YCB models by name, reachable by DexYCB class id."""
     from ..geometry.object_models import ObjectModelLibrary
@@ -72,22 +77,17 @@ def object_library(models_dir: Path):
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..estimator import Estimator
+    from ..estimator_factory import build_estimator
     from .evaluate import evaluate, markdown_report, read_detections_file
     from .submission import write_ho3d_submission
 
     if args.limit is not None and args.limit <= 0:
         raise InputError(f"--limit must be positive, got {args.limit}")
+    config = estimator_options(args)
     samples, split = build_samples(args)
-    models_dir = Path(args.object_models_dir) if args.object_models_dir else Path(args.root) / "models"
-    estimator = Estimator(
-        args.checkpoint,
-        mano_dir=args.mano_dir,
-        object_models=object_library(models_dir) if models_dir.is_dir() else None,
-        device=args.device,
-        hand_box_scale=args.hand_box_scale,
-        object_box_scale=args.object_box_scale,
-    )
+    models_dir = config.path("object_models_dir") or Path(args.root) / "models"
+    library = object_library(models_dir) if models_dir.is_dir() else None
+    estimator = build_estimator(config, object_models=library)
     detections = None if args.boxes == "gt" else read_detections_file(args.boxes)
     result = evaluate(
         estimator,
@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     summary = {
-        "checkpoint": str(args.checkpoint),
+        "checkpoint": config.checkpoint_path,
         "dataset": args.dataset,
         "split": split,
         "boxes": args.boxes,

@@ -31,7 +31,7 @@ from ..data.sample import HandObjectSample
 from ..data.ycb import OFFICIAL_SYMMETRIC_IDS, YCB_CLASSES
 from ..errors import AssetError, HflRosError
 from ..geometry.boxes import iou
-from ..results import Detection, HandObjectResult, Side
+from ..results import Detection, FrameEstimator, HandObjectResult, Side
 from .metrics import HandMetrics, ObjectMetrics
 from .submission import ho3d_submission_entry
 
@@ -142,7 +142,7 @@ class EvalResult:
 
 
 def evaluate(
-    estimator,
+    estimator: FrameEstimator,
     samples: Sequence[HandObjectSample],
     *,
     detections: dict[str, list[Detection]] | None = None,

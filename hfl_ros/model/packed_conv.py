@@ -1,15 +1,15 @@
-"""CPU inference fast path for the convolutions: the BatchNorm after a conv folded into its weights, the
-weights kept pre-packed in oneDNN's layout, and the LeakyReLU fused into the same kernel.
+"""CPU inference kernels for the convolutions: the BatchNorm after a conv folded into its weights, the weights
+kept pre-packed in oneDNN's layout, and the LeakyReLU fused into the same kernel.
 
-The modules keep their ordinary parameters (state_dict, training and GPU runs are untouched). In eval mode,
-with autograd off, on CPU float32, they call ``conv_bn_act`` / ``conv_bn_add`` instead of conv -> BN ->
-activation. That saves a pass over every feature map and the weight re-layout that eager oneDNN convolutions
-redo at every call. The results equal the eager modules up to float rounding (the tests compare both).
+``conv_bn_act`` / ``conv_bn_add`` compute conv -> BN -> activation (-> + other) in one call. That saves a pass
+over every feature map and the weight re-layout that eager oneDNN convolutions redo at every call; the
+results equal the eager modules up to float rounding. They take the ordinary modules (their parameters and
+running statistics) and are meant for CPU float32 inference; :mod:`hfl_ros.model.cpu_fusion` decides where.
 
 - Packed weights come from torch's oneDNN ops (``torch.ops.mkldnn._convolution_pointwise`` with
   ``torch._C._nn.mkldnn_reorder_conv2d_weight``, the kernels TorchInductor's CPU backend uses). They are
-  checked against the eager result once per process; if the ops are missing or disagree, the path falls back
-  to eager convolutions with folded weights.
+  checked against the eager result once per process; if the ops are missing or disagree, the kernels fall
+  back to eager convolutions with folded weights.
 - oneDNN picks the packed layout for an input size, and a layout packed for another spatial size can be many
   times slower, so packed weights are cached per conv and per input (channels, height, width).
 - Caches are rebuilt whenever a parameter or running statistic changes (tensor version counters), e.g. after
@@ -19,16 +19,13 @@ redo at every call. The results equal the eager modules up to float rounding (th
 
 from __future__ import annotations
 
-import contextlib
 import weakref
-from collections.abc import Iterator
 from typing import NamedTuple
 
 import torch
 from torch import nn
 from torch.nn import functional as nnf
 
-_enabled = True
 _packing_works: bool | None = None
 _MAX_SHAPES = 4  # packed variants kept per conv
 
@@ -47,35 +44,6 @@ class _Packed(NamedTuple):
 
 _folded_cache: weakref.WeakKeyDictionary[nn.Conv2d, _Folded] = weakref.WeakKeyDictionary()
 _packed_cache: weakref.WeakKeyDictionary[nn.Conv2d, _Packed] = weakref.WeakKeyDictionary()
-
-
-def set_enabled(enabled: bool) -> None:
-    """Switch the fast path on or off for the whole process (on by default)."""
-    global _enabled
-    _enabled = enabled
-
-
-@contextlib.contextmanager
-def disabled() -> Iterator[None]:
-    """Run the plain eager modules inside this block (reference computations, benchmarks)."""
-    previous = _enabled
-    set_enabled(False)
-    try:
-        yield
-    finally:
-        set_enabled(previous)
-
-
-def active(x: torch.Tensor, module: nn.Module) -> bool:
-    """Use the fast path for ``module`` on input ``x``?"""
-    return (
-        _enabled
-        and not module.training
-        and not torch.is_grad_enabled()
-        and x.device.type == "cpu"
-        and x.dtype == torch.float32
-        and not torch.is_autocast_enabled("cpu")
-    )
 
 
 def _state_key(conv: nn.Conv2d, bn: nn.BatchNorm2d | None) -> tuple:
@@ -176,21 +144,13 @@ def packing_works() -> bool:
 
 
 def conv_bn_act(
-    x: torch.Tensor,
-    conv: nn.Conv2d,
-    bn: nn.BatchNorm2d | None = None,
-    slope: float | None = None,
-    padding: tuple[int, int] | None = None,
+    x: torch.Tensor, conv: nn.Conv2d, bn: nn.BatchNorm2d | None = None, slope: float | None = None
 ) -> torch.Tensor:
-    """leaky_relu(bn(conv(x)), slope) (no activation if ``slope`` is None, no BN if None).
-
-    ``padding`` overrides the conv's own; such calls (varying window sizes) use the folded eager conv.
-    """
-    if padding is None and packing_works():
+    """leaky_relu(bn(conv(x)), slope) (no activation if ``slope`` is None, no BN if None)."""
+    if packing_works():
         return _packed_conv(x, conv, bn, slope)
     folded = _folded(conv, bn)
-    pad = conv.padding if padding is None else padding
-    out = nnf.conv2d(x, folded.weight, folded.bias, conv.stride, pad, conv.dilation, conv.groups)
+    out = nnf.conv2d(x, folded.weight, folded.bias, conv.stride, conv.padding, conv.dilation, conv.groups)
     return out if slope is None else nnf.leaky_relu_(out, slope)
 
 

@@ -1,5 +1,6 @@
 """Training augmentation (spec §1): crop jitter and scale, rotation about the optical axis, blur and colour
-jitter. The crop region and the image warp are those of inference (hfl_ros.geometry.crop).
+jitter. The crop is inference's :class:`~hfl_ros.geometry.crop.CropTransform`, moved and rescaled; the crop
+region it starts from and the image warp are those of inference too (hfl_ros.geometry.crop).
 
 The rotation is applied to the 3D scene: points X -> Rz X with Rz a rotation about the camera's z axis. Its
 image is the homography K Rz K^-1, which for fx = fy is the spec's rotation of the image about the principal
@@ -48,16 +49,8 @@ class AugmentConfig:
         return cls(**{"rotation": rotation, **overrides})
 
 
-@dataclass(frozen=True)
-class CropParams:
-    """Where the crop is taken: centre and side (image px) after the rotation, and the rotation angle."""
-
-    centre: tuple[float, float]
-    scale: float
-    angle: float  # radians, about the camera z axis
-
-
 def sample_rotation(rng: np.random.Generator, cfg: AugmentConfig) -> float:
+    """The augmentation's rotation angle about the camera z axis (radians), drawn as ``cfg.rotation`` says."""
     if cfg.rotation == "uniform":
         return float(rng.uniform(-1.0, 1.0) * math.radians(cfg.rotation_max_deg))
     if cfg.rotation == "gaussian":
@@ -80,30 +73,49 @@ def rotation_homography(K, angle: float) -> np.ndarray:
 
 
 def apply_homography(H, points) -> np.ndarray:
+    """Points (..., 2) -> their images under the 3x3 homography ``H``, as (N, 2)."""
     pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
     uvw = np.concatenate([pts, np.ones((len(pts), 1))], axis=1) @ np.asarray(H).T
     return uvw[:, :2] / uvw[:, 2:3]
 
 
+@dataclass(frozen=True)
+class AugmentedCrop:
+    """The training crop: the scene rotated by ``angle`` about the camera z axis, then cut by ``crop``.
+
+    ``crop`` is placed in the rotated image; ``crop.apply_K(K)`` is the camera matrix that projects the
+    rotated 3D targets onto the crop.
+    """
+
+    crop: CropTransform
+    angle: float  # radians, about the camera z axis
+
+    @property
+    def rotation(self) -> np.ndarray:
+        """The rotation applied to the 3D scene."""
+        return rotation_z(self.angle)
+
+    def homography(self, K) -> np.ndarray:
+        """Image px -> crop px (rotation, then the crop affine)."""
+        A = self.crop.homography
+        return A @ rotation_homography(K, self.angle) if self.angle else A
+
+
 def sample_crop(
-    rng: np.random.Generator | None, centre, scale: float, K, cfg: AugmentConfig | None
-) -> CropParams:
-    """Jitter the crop (centre, scale) and draw the rotation; the centre is moved with the rotated image."""
+    rng: np.random.Generator | None, region: CropTransform, K, cfg: AugmentConfig | None
+) -> AugmentedCrop:
+    """Jitter the crop region's centre and scale and draw the rotation; the centre moves with the rotated
+    image. Without ``rng`` or an enabled ``cfg``, the region itself, unrotated."""
     if rng is None or cfg is None or not cfg.enabled:
-        return CropParams((float(centre[0]), float(centre[1])), float(scale), 0.0)
-    c = np.asarray(centre, dtype=np.float64) + rng.uniform(-cfg.centre_jitter, cfg.centre_jitter, 2) * scale
+        return AugmentedCrop(region, 0.0)
+    jitter = rng.uniform(-cfg.centre_jitter, cfg.centre_jitter, 2) * region.scale
+    c = np.asarray(region.centre, dtype=np.float64) + jitter
     lo, hi = cfg.scale_clip
-    scale = scale * float(np.clip(1.0 + cfg.scale_jitter * rng.standard_normal(), lo, hi))
+    scale = region.scale * float(np.clip(1.0 + cfg.scale_jitter * rng.standard_normal(), lo, hi))
     angle = sample_rotation(rng, cfg)
     if angle:
         c = apply_homography(rotation_homography(K, angle), c)[0]
-    return CropParams((float(c[0]), float(c[1])), float(scale), angle)
-
-
-def crop_homography(params: CropParams, K, size: int) -> np.ndarray:
-    """Image px -> crop px (rotation, then the crop affine)."""
-    A = CropTransform(params.centre, params.scale, size).homography
-    return A @ rotation_homography(K, params.angle) if params.angle else A
+    return AugmentedCrop(CropTransform((float(c[0]), float(c[1])), float(scale), region.size), angle)
 
 
 def photometric(image: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig) -> np.ndarray:

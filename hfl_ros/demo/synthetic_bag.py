@@ -1,7 +1,8 @@
 """Small synthetic input bags (noise images, camera_info, one hand and one object box per frame).
 
-For tests and benchmarks of the bag tools: they exercise reading, sync, decoding and writing, not the model
-(the realistic rendered clip is ``hfl-ros make-sample-bag``). Written with rosbags, no ROS runtime needed.
+For tests and benchmarks of the bag tools and the node: they exercise reading, sync, decoding and writing, not
+the model (the realistic rendered clip is ``hfl-ros make-sample-bag``). Written with rosbags, no ROS runtime
+needed.
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ from typing import Any
 
 import numpy as np
 
-from .typestore import typestore
+from ..bag.typestore import typestore
+from ..ros.names import DEFAULT_CAMERA_FRAME as FRAME_ID
+from ..ros.names import DEFAULT_CAMERA_INFO_TOPIC as INFO_TOPIC
+from ..ros.names import DEFAULT_DETECTIONS_TOPIC as DETECTIONS_TOPIC
+from ..ros.names import DEFAULT_IMAGE_TOPIC as IMAGE_TOPIC
+from . import input_messages as messages
 
-IMAGE_TOPIC = "/camera/color/image_raw"
-INFO_TOPIC = "/camera/color/camera_info"
-DETECTIONS_TOPIC = "/detections"
-FRAME_ID = "camera_color_optical_frame"
 T0_NS = 1_700_000_000_000_000_000
 PERIOD_NS = 33_333_333
 HAND_BOX = (60.0, 50.0, 140.0, 130.0)
@@ -42,22 +44,15 @@ def frame_specs(count: int, t0_ns: int = T0_NS) -> list[FrameSpec]:
     return [FrameSpec(t0_ns + i * PERIOD_NS) for i in range(count)]
 
 
-def _new(name: str, **fields: Any) -> Any:
-    return typestore().types[name](**fields)
-
-
 def _header(stamp_ns: int) -> Any:
-    sec, nanosec = divmod(stamp_ns, 1_000_000_000)
-    stamp = _new("builtin_interfaces/msg/Time", sec=sec, nanosec=nanosec)
-    return _new("std_msgs/msg/Header", stamp=stamp, frame_id=FRAME_ID)
+    return messages.header(stamp_ns, FRAME_ID)
 
 
 def make_image(stamp_ns: int, width: int, height: int, encoding: str = "rgb8", seed: int = 0) -> Any:
     """A sensor_msgs/Image of random pixels."""
-    step = width * _CHANNELS[encoding]
-    pixels = np.random.default_rng(seed).integers(0, 255, size=height * step, dtype=np.uint8)
-    return _new("sensor_msgs/msg/Image", header=_header(stamp_ns), height=height, width=width,
-                encoding=encoding, is_bigendian=0, step=step, data=pixels)
+    pixels = np.random.default_rng(seed).integers(0, 255, size=height * width * _CHANNELS[encoding],
+                                                  dtype=np.uint8)
+    return messages.image(_header(stamp_ns), pixels, width, height, encoding)
 
 
 def make_compressed_image(stamp_ns: int, width: int, height: int, seed: int = 0) -> Any:
@@ -67,41 +62,20 @@ def make_compressed_image(stamp_ns: int, width: int, height: int, seed: int = 0)
     pixels = np.random.default_rng(seed).integers(0, 255, size=(height, width, 3), dtype=np.uint8)
     ok, jpeg = cv2.imencode(".jpg", pixels)
     assert ok
-    return _new("sensor_msgs/msg/CompressedImage", header=_header(stamp_ns),
-                format="rgb8; jpeg compressed bgr8", data=jpeg.reshape(-1))
+    return messages.compressed_image(_header(stamp_ns), jpeg, "rgb8; jpeg compressed bgr8")
 
 
 def make_camera_info(stamp_ns: int, width: int, height: int, focal: float = 500.0) -> Any:
     """A sensor_msgs/CameraInfo of a pinhole camera centred on the image."""
-    roi = _new("sensor_msgs/msg/RegionOfInterest", x_offset=0, y_offset=0, height=0, width=0,
-               do_rectify=False)
-    cx, cy = width / 2.0, height / 2.0
-    return _new("sensor_msgs/msg/CameraInfo", header=_header(stamp_ns), height=height, width=width,
-                distortion_model="plumb_bob", d=np.zeros(5),
-                k=np.array([focal, 0, cx, 0, focal, cy, 0, 0, 1]),
-                r=np.eye(3).reshape(-1), p=np.array([focal, 0, cx, 0, 0, focal, cy, 0, 0, 0, 1, 0]),
-                binning_x=0, binning_y=0, roi=roi)
-
-
-def _detection(stamp_ns: int, box: Sequence[float], class_id: str, score: float) -> Any:
-    x1, y1, x2, y2 = box
-    centre = _new("vision_msgs/msg/Pose2D", theta=0.0,
-                  position=_new("vision_msgs/msg/Point2D", x=(x1 + x2) / 2, y=(y1 + y2) / 2))
-    pose = _new("geometry_msgs/msg/Pose", position=_new("geometry_msgs/msg/Point", x=0.0, y=0.0, z=0.0),
-                orientation=_new("geometry_msgs/msg/Quaternion", x=0.0, y=0.0, z=0.0, w=1.0))
-    hypothesis = _new("vision_msgs/msg/ObjectHypothesisWithPose",
-                      hypothesis=_new("vision_msgs/msg/ObjectHypothesis", class_id=class_id, score=score),
-                      pose=_new("geometry_msgs/msg/PoseWithCovariance", pose=pose, covariance=np.zeros(36)))
-    bbox = _new("vision_msgs/msg/BoundingBox2D", center=centre, size_x=x2 - x1, size_y=y2 - y1)
-    return _new("vision_msgs/msg/Detection2D", header=_header(stamp_ns), results=[hypothesis], bbox=bbox,
-                id="")
+    K = np.array([[focal, 0.0, width / 2.0], [0.0, focal, height / 2.0], [0.0, 0.0, 1.0]])
+    return messages.camera_info(_header(stamp_ns), K, width, height)
 
 
 def make_detections(stamp_ns: int, object_class: str = "3") -> Any:
     """A vision_msgs/Detection2DArray with a right hand box and an object box that overlaps it."""
-    detections = [_detection(stamp_ns, HAND_BOX, "right_hand", 0.9),
-                  _detection(stamp_ns, OBJECT_BOX, object_class, 0.8)]
-    return _new("vision_msgs/msg/Detection2DArray", header=_header(stamp_ns), detections=detections)
+    detections = [messages.detection(_header(stamp_ns), HAND_BOX, "right_hand", 0.9),
+                  messages.detection(_header(stamp_ns), OBJECT_BOX, object_class, 0.8)]
+    return messages.detection_array(_header(stamp_ns), detections)
 
 
 def write_bag(path: Path, frames: Sequence[FrameSpec], *, storage: str = "mcap", width: int = 200,
@@ -138,7 +112,7 @@ def write_bag(path: Path, frames: Sequence[FrameSpec], *, storage: str = "mcap",
             detections = make_detections(spec.stamp_ns + detection_offset_ns)
             entries.append((recorded + detection_delay_ns, DETECTIONS_TOPIC, detections))
     if extra_topics:
-        entries.append((T0_NS, "/chatter", _new("std_msgs/msg/String", data="hello")))
+        entries.append((T0_NS, "/chatter", ts.types["std_msgs/msg/String"](data="hello")))
     entries = sorted((e for e in entries if e[1] not in drop_topics), key=lambda entry: entry[0])
     with Writer(bag_dir, version=9, storage_plugin=plugin) as writer:
         connections = {}

@@ -21,9 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from hfl_ros.hand_joints import MANO_KINTREE_PARENTS, NUM_FACES, NUM_VERTICES
-
-STANDIN_FILE_NAMES: dict[str, str] = {"right": "STANDIN_HAND_RIGHT.pkl", "left": "STANDIN_HAND_LEFT.pkl"}
+from ..hand_joints import MANO_KINTREE_PARENTS, NUM_FACES, NUM_VERTICES
 
 # Local hand frame used while building: u from the wrist towards the fingers, v towards the thumb (radial),
 # w out of the back of the hand (dorsal). (u, v, w) is right-handed for a right hand.
@@ -430,7 +428,7 @@ def make_standin_hand_model(side: str = "right", seed: int = 0) -> dict[str, Any
     indices, ``J_regressor`` dense here). Deterministic for a given ``seed``, which only drives the random
     parts (blend-shape details and the pose PCA).
     """
-    if side not in STANDIN_FILE_NAMES:
+    if side not in ("right", "left"):
         raise ValueError(f"side must be 'right' or 'left', got {side!r}")
     rng = np.random.default_rng(seed)
     mesh = _build_mesh()
