@@ -65,8 +65,9 @@ class ReplayedEstimator:
 
 def decoded_frames(bag: Path) -> list[tuple[np.ndarray, np.ndarray, list]]:
     """The bag's frames decoded once, for the pure Estimator runs."""
+    from hfl_ros.bag.frame_decoding import prepare_frame
     from hfl_ros.bag.frames import BagFrameSource
-    from hfl_ros.bag.label import prepare_frame, resolve_topics
+    from hfl_ros.bag.input_topics import resolve_topics
     from hfl_ros.bag.reader import BagReader
     from hfl_ros.ros.convert import LabelMap
 
@@ -89,7 +90,8 @@ def main() -> int:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    from hfl_ros.bag.label import LabelOptions, label_bag
+    from hfl_ros.bag.label import label_bag
+    from hfl_ros.bag.label_options import LabelOptions
     from hfl_ros.demo.synthetic_bag import frame_specs, write_bag
     from hfl_ros.estimator import Estimator
 

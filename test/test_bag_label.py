@@ -34,7 +34,9 @@ from hfl_ros.bag.errors import (
     UnsupportedEncodingError,
 )
 from hfl_ros.bag.frames import cdr_header
-from hfl_ros.bag.label import LabelOptions, camera_info_sibling, label_bag
+from hfl_ros.bag.input_topics import camera_info_sibling
+from hfl_ros.bag.label import label_bag
+from hfl_ros.bag.label_options import LabelOptions
 from hfl_ros.bag.records import ARRAY_NAMES
 from hfl_ros.bag.typestore import typestore
 from hfl_ros.errors import HflRosError
@@ -252,6 +254,23 @@ def test_params_file_layouts(tmp_path):
     path.write_text("just: text\n")
     with pytest.raises(ParamsFileError, match="ros__parameters"):
         read_params_file(path)
+
+
+def test_the_node_params_file_is_a_labeler_params_file(tmp_path, caplog):
+    from hfl_ros.bag.label_cli import options_from_params, read_params_file
+    from hfl_ros.estimator_config import ESTIMATOR_PARAMS
+
+    node_yaml = Path(__file__).resolve().parents[1] / "config" / "perception.yaml"
+    params = read_params_file(node_yaml)
+    params["qos_overrides"] = {"/camera/color/image_raw": {"subscription": {"reliability": "reliable"}}}
+    with caplog.at_level("WARNING"):
+        options = options_from_params(params, node_yaml)
+    assert caplog.records == []  # node-only parameters and QoS overrides are not "unknown"
+    assert {spec.name for spec in ESTIMATOR_PARAMS} <= set(options)
+    assert options["hand_labels"] == ("hand",) and options["publish_joint_tf"] is True
+    with caplog.at_level("WARNING"):
+        options_from_params({**params, "hand_score_treshold": 0.5}, node_yaml)
+    assert "hand_score_treshold" in caplog.text
 
 
 def test_list_topics(tmp_path, capsys):

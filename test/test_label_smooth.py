@@ -9,7 +9,8 @@ import numpy as np
 from bag_helpers import frame_specs, write_bag
 
 from hfl_ros.bag import records
-from hfl_ros.bag.label import LabelOptions, label_bag
+from hfl_ros.bag.label import label_bag
+from hfl_ros.bag.label_options import LabelOptions
 from hfl_ros.bag.label_smooth import smooth_records
 from hfl_ros.bag.typestore import typestore
 from hfl_ros.geometry.rotations import axis_angle_to_matrix, matrix_to_quaternion_xyzw

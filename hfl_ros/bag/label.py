@@ -19,220 +19,31 @@ finalising the outputs run with stop signals deferred, so that they are never le
 
 from __future__ import annotations
 
-import json
 import logging
 import queue
 import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from ..errors import BadCameraError, BadImageError, HflRosError
-from ..estimator_config import DETECTION_PARAMS, EstimatorConfig
 from ..results import FrameEstimator, Side, Status
-from ..ros.convert import (
-    SUPPORTED_ENCODINGS,
-    LabelMap,
-    detections_from_msg,
-    image_and_K,
-)
-from ..ros.names import DEFAULT_DETECTIONS_TOPIC, DEFAULT_IMAGE_TOPIC
-from ..ros.params import SPECS
+from ..ros.convert import LabelMap
 from ..stop_signals import Interrupted, stop_signals
-from ..tracking import SmootherConfig
-from .errors import (
-    MissingCameraInfoError,
-    MissingTopicError,
-    StampOrderError,
-    UnsupportedEncodingError,
-)
-from .frames import CAMERA_INFO_TYPE, DETECTIONS_TYPE, IMAGE_TYPES, BagFrameSource, InputTopics, SyncedFrame
-from .label_output import JSONL, SUMMARY, LabelSink, OutputTopics, PreparedFrame, ResumeState
-from .reader import BagReader, RawMessage, TopicInfo
+from .errors import MissingCameraInfoError, StampOrderError, UnsupportedEncodingError
+from .frame_decoding import prepare_frame
+from .frames import BagFrameSource
+from .input_topics import resolve_topics
+from .label_options import LabelOptions
+from .label_output import JSONL, SUMMARY, LabelSink, PreparedFrame, ResumeState
+from .label_summary import LabelSummary
+from .reader import BagReader, RawMessage
 
 logger = logging.getLogger(__name__)
 
-
-def _node_default(name: str) -> Any:
-    """The perception node's default of a parameter the labeler shares."""
-    default = SPECS[name].default
-    return tuple(default) if isinstance(default, list) else default
-
-
-#: Perception-node parameters the labeler takes too (flags, ``--params-file``), besides the Estimator's.
-NODE_PARAMETERS: tuple[str, ...] = (*(spec.name for spec in DETECTION_PARAMS), "sync_slop", "publish_tf",
-                                    "tf_prefix", "publish_joint_tf", "publish_mesh", "marker_lifetime",
-                                    "publish_vertices")
-
-
-@dataclass
-class LabelOptions:
-    """Everything ``hfl-ros label`` takes. Fields shared with the perception node have its parameter names and
-    defaults; the Estimator's options are one :class:`~hfl_ros.estimator_config.EstimatorConfig`."""
-
-    bag: Path
-    out: Path
-    image_topic: str | None = None
-    camera_info_topic: str | None = None
-    detections_topic: str | None = None
-    estimator: EstimatorConfig = field(default_factory=EstimatorConfig)
-    right_hand_labels: tuple[str, ...] = _node_default("right_hand_labels")
-    left_hand_labels: tuple[str, ...] = _node_default("left_hand_labels")
-    hand_labels: tuple[str, ...] = _node_default("hand_labels")
-    default_hand_side: str = _node_default("default_hand_side")
-    sync_slop: float = _node_default("sync_slop")
-    publish_tf: bool = _node_default("publish_tf")
-    tf_prefix: str = _node_default("tf_prefix")
-    publish_joint_tf: bool = _node_default("publish_joint_tf")
-    publish_mesh: bool = _node_default("publish_mesh")
-    marker_lifetime: float = _node_default("marker_lifetime")
-    publish_vertices: bool = _node_default("publish_vertices")
-    batch_size: int = 8
-    copy_inputs: bool = False
-    resume: bool = False
-    progress: bool = True
-    output_topics: OutputTopics = field(default_factory=OutputTopics)
-    #: --smooth: also write track ids and non-causally smoothed poses (None: no smoothing).
-    smooth: SmootherConfig | None = None
-
-
-# ------------------------------------------------------------------------------------------------------------
-# Topics
-
-
-def _pick_topic(topics: dict[str, TopicInfo], requested: str | None, default: str | None,
-                types: Sequence[str], what: str, flag: str) -> str:
-    type_list = " or ".join(types)
-    candidates = [name for name, info in topics.items() if info.msgtype in types]
-    if requested:
-        info = topics.get(requested)
-        if info is None:
-            hint = f"; {what} topics in the bag: {', '.join(candidates)}" if candidates else ""
-            raise MissingTopicError(f"{what} topic {requested} is not in the bag{hint}")
-        if info.msgtype not in types:
-            raise MissingTopicError(f"{what} topic {requested} has type {info.msgtype}, expected {type_list}")
-        chosen = requested
-    elif default in topics and topics[default].msgtype in types:
-        chosen = default
-    elif len(candidates) == 1:
-        chosen = candidates[0]
-    elif not candidates:
-        raise MissingTopicError(f"the bag has no {what} topic (no {type_list} messages); "
-                                f"topics: {', '.join(topics) or 'none'}")
-    else:
-        raise MissingTopicError(f"the bag has several {what} topics ({', '.join(candidates)}); "
-                                f"choose one with {flag}")
-    if topics[chosen].count == 0:
-        raise MissingTopicError(f"{what} topic {chosen} has no messages")
-    return chosen
-
-
-def camera_info_sibling(image_topic: str) -> str:
-    """image_transport convention: /ns/image_raw[/compressed] -> /ns/camera_info."""
-    parts = image_topic.rstrip("/").split("/")
-    if parts[-1] in ("compressed", "compressedDepth", "theora"):
-        parts = parts[:-1]
-    return "/".join([*parts[:-1], "camera_info"])
-
-
-def resolve_topics(topics: dict[str, TopicInfo], image: str | None = None, camera_info: str | None = None,
-                   detections: str | None = None) -> InputTopics:
-    """The input topics: given ones must exist with the right type; others default or are auto-detected."""
-    image_topic = _pick_topic(topics, image, DEFAULT_IMAGE_TOPIC, IMAGE_TYPES, "image", "--image-topic")
-    info_topic = _pick_topic(topics, camera_info, camera_info_sibling(image_topic), (CAMERA_INFO_TYPE,),
-                             "camera_info", "--camera-info-topic")
-    detections_topic = _pick_topic(topics, detections, DEFAULT_DETECTIONS_TOPIC, (DETECTIONS_TYPE,),
-                                   "detections", "--detections-topic")
-    return InputTopics(image_topic, topics[image_topic].msgtype, info_topic, detections_topic)
-
-
-# ------------------------------------------------------------------------------------------------------------
-# Decoding
-
-
-def prepare_frame(frame: SyncedFrame, label_map: LabelMap) -> PreparedFrame:
-    """Decode a synced frame for the Estimator; a frame-level problem becomes its status (never raises)."""
-    prepared = PreparedFrame(frame.index, frame.stamp_ns, frame.sec, frame.nanosec, frame.frame_id)
-    try:
-        prepared.detections = detections_from_msg(frame.detections.deserialize(), label_map)
-        if frame.camera_info is None:
-            raise MissingCameraInfoError(
-                f"no camera_info at or before the image stamp {frame.stamp_ns} ns on {frame.image.topic}")
-        msg = frame.image.deserialize()
-        compressed = frame.image.msgtype.endswith("/CompressedImage")
-        encoding = "" if compressed else str(msg.encoding).strip()
-        if not compressed and encoding.lower() not in SUPPORTED_ENCODINGS:
-            raise UnsupportedEncodingError(
-                f"unsupported image encoding {encoding!r} on {frame.image.topic}; supported: "
-                f"{', '.join(SUPPORTED_ENCODINGS)} and sensor_msgs/CompressedImage")
-        prepared.image, prepared.K = image_and_K(msg, frame.camera_info.deserialize(), compressed)
-    except HflRosError as exc:
-        prepared.status, prepared.error = exc.reason, exc
-    except Exception as exc:  # a malformed message is a bad frame, not a crash
-        prepared.status, prepared.error = "bad_message", exc
-    return prepared
-
-
-# ------------------------------------------------------------------------------------------------------------
-# Summary
-
-
-@dataclass
-class LabelSummary:
-    """Counters of one labeling run (saved as summary.json)."""
-
-    bag: str = ""
-    out: str = ""
-    topics: dict[str, str] = field(default_factory=dict)
-    images: int = 0
-    synced_frames: int = 0
-    labeled_frames: int = 0
-    resumed_frames: int = 0
-    estimated_frames: int = 0
-    estimator_calls: int = 0
-    pairs: int = 0
-    pairs_ok: int = 0
-    pair_failures: dict[str, int] = field(default_factory=dict)
-    frame_failures: dict[str, int] = field(default_factory=dict)
-    frames_without_detections: int = 0
-    frames_without_hands: int = 0
-    frames_without_camera_info: int = 0
-    images_out_of_order: int = 0
-    unmatched_detections: int = 0
-    dropped_previous_records: int = 0
-    total_labeled_frames: int = 0
-    elapsed_s: float = 0.0
-    fps: float = 0.0
-    error: str | None = None
-    error_reason: str | None = None
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=False)
-
-    def text(self) -> str:
-        by_reason = sorted({**self.frame_failures, **self.pair_failures}.items())
-        failures = ", ".join(f"{k}: {v}" for k, v in by_reason)
-        lines = [
-            f"frames: {self.images} images, {self.synced_frames} synced, {self.labeled_frames} labeled now"
-            + (f", {self.resumed_frames} already labeled (resume)" if self.resumed_frames else ""),
-            f"pairs: {self.pairs} ({self.pairs_ok} ok)",
-            f"failures by reason: {failures or 'none'}",
-            f"frames without detections: {self.frames_without_detections}, without hands: "
-            f"{self.frames_without_hands}, without camera_info: {self.frames_without_camera_info}",
-            f"speed: {self.fps:.2f} frames/s ({self.elapsed_s:.1f} s)",
-        ]
-        if self.images_out_of_order:
-            lines.append(f"images skipped for out-of-order stamps: {self.images_out_of_order}")
-        if self.error:
-            lines.append(f"error: {self.error}")
-        return "\n".join(lines)
-
-
-# ------------------------------------------------------------------------------------------------------------
-# The pipeline
 
 _END = object()
 #: Input messages copied (--copy-inputs) are handed to the writer at least this often.
@@ -548,7 +359,3 @@ def _progress(total: int | None, initial: int, enabled: bool) -> Any:
 def label_bag(options: LabelOptions, estimator: FrameEstimator | None = None) -> LabelSummary:
     """Label ``options.bag`` into ``options.out`` (see :class:`Labeler`)."""
     return Labeler(options, estimator).run()
-
-
-__all__ = ["LabelOptions", "LabelSummary", "Labeler", "camera_info_sibling", "label_bag", "prepare_frame",
-           "resolve_topics"]

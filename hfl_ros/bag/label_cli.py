@@ -21,11 +21,12 @@ import yaml
 from ..errors import HflRosError
 from ..estimator_config import ESTIMATOR_PARAMS, detection_labels, estimator_config
 from ..param_spec import ParameterError, ParamSpec, add_flags, values_from_flags
-from ..ros.names import DEFAULT_DETECTIONS_TOPIC, DEFAULT_IMAGE_TOPIC
+from ..ros.names import DEFAULT_DETECTIONS_TOPIC, DEFAULT_IMAGE_TOPIC, is_qos_override
 from ..ros.params import SPECS
 from ..stop_signals import Interrupted
 from ..tracking import SmootherConfig
-from .label import NODE_PARAMETERS, Labeler, LabelOptions
+from .label import Labeler
+from .label_options import NODE_PARAMETERS, LabelOptions
 from .label_output import NODE_NAMESPACE, OutputTopics
 from .reader import BagReader, list_topics_text
 
@@ -76,7 +77,7 @@ LABELER_SPECS: tuple[ParamSpec, ...] = (*ESTIMATOR_PARAMS, *(SPECS[name] for nam
 def options_from_params(params: dict[str, Any], source: str | Path = "params file") -> dict[str, Any]:
     """The labeler's options in a node's parameters, validated as the node validates them; ``source`` (the
     file) is named in errors. Node parameters the labeler does not use are ignored, unknown ones reported."""
-    unknown = sorted(k for k in params if k not in SPECS and k != "use_sim_time")
+    unknown = sorted(k for k in params if k not in SPECS and k != "use_sim_time" and not is_qos_override(k))
     if unknown:
         logger.warning("%s: ignoring unknown parameter(s) %s (misspelt?)", source, unknown)
     given = {spec.name: params[spec.name] for spec in LABELER_SPECS if params.get(spec.name) is not None}

@@ -117,7 +117,8 @@ def run_demo(
     sheet_rows: int = 4,
 ) -> dict[str, Any]:
     """Run the whole demo into ``out``; returns the summary."""
-    from ..bag.label import LabelOptions, label_bag
+    from ..bag.label import label_bag
+    from ..bag.label_options import LabelOptions
     from ..bag.label_output import BAG_DIR, JSONL, OutputTopics
     from ..data.synthetic import SyntheticScenes
     from ..geometry.object_models import ObjectModelLibrary

@@ -65,7 +65,6 @@ from hfl_ros.tracking import Tracker
 
 _STEADY = Clock(clock_type=ClockType.STEADY_TIME)
 #: The prefix of rclpy's QoS override parameters (see hfl_ros.ros.qos).
-QOS_OVERRIDES = "qos_overrides."
 #: Parameters that reconfigure the tracker.
 _TRACKING_PARAMETERS = frozenset(
     {"temporal_filter", "filter_position_gain", "filter_velocity_gain", "filter_min_cutoff", "filter_beta",
@@ -115,7 +114,7 @@ class _Perception:
     def _warn_unknown_parameters(self) -> None:
         """Parameters given at start-up that nothing reads (``qos_overrides`` are checked by :meth:`open`)."""
         unknown = sorted(k for k in self._parameter_overrides
-                         if k not in SPECS and k != "use_sim_time" and not k.startswith(QOS_OVERRIDES))
+                         if k not in SPECS and k != "use_sim_time" and not names.is_qos_override(k))
         if unknown:
             self.get_logger().warning(f"ignoring unknown parameter(s) {unknown} (misspelt?)")
 
@@ -229,7 +228,7 @@ class _Perception:
     @contextlib.contextmanager
     def _qos_overrides_checked(self, topic: str, entity: str) -> Iterator[None]:
         """An endpoint that its ``qos_overrides`` parameters fail to create: a ParameterError naming them."""
-        prefix = f"{QOS_OVERRIDES}{self.resolve_topic_name(topic)}.{entity}."
+        prefix = f"{names.QOS_OVERRIDES}{self.resolve_topic_name(topic)}.{entity}."
         try:
             yield
         except Exception as exc:
@@ -241,7 +240,7 @@ class _Perception:
 
     def _warn_unused_qos_overrides(self) -> None:
         unused = sorted(k for k in self._parameter_overrides
-                        if k.startswith(QOS_OVERRIDES) and not self.has_parameter(k))
+                        if names.is_qos_override(k) and not self.has_parameter(k))
         if unused and not self._unused_overrides_reported:
             self.get_logger().warning(f"ignoring QoS override(s) {unused}: no publisher or subscription of "
                                       "this node has that topic (the name after remapping) and kind")

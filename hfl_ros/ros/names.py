@@ -47,6 +47,15 @@ def node_topic(name: str, namespace: str = f"/{PERCEPTION_NODE}") -> str:
     return f"/{ns}/{name}" if ns else f"/{name}"
 
 
+#: Prefix of rclpy's QoS override parameters (``qos_overrides.<topic>.<entity>.<policy>``).
+QOS_OVERRIDES = "qos_overrides."
+
+
+def is_qos_override(name: str) -> bool:
+    """Whether a parameter name (or a params file's top-level key) is one of rclpy's QoS overrides."""
+    return name == QOS_OVERRIDES[:-1] or name.startswith(QOS_OVERRIDES)
+
+
 def qos_override_parameters(topic: str, entity: str, **policies: object) -> dict[str, object]:
     """rclpy's QoS override parameters (``qos_overrides.<topic>.<entity>.<policy>``) of one endpoint.
 
@@ -56,4 +65,4 @@ def qos_override_parameters(topic: str, entity: str, **policies: object) -> dict
     """
     if entity not in ("publisher", "subscription"):
         raise ValueError(f"entity must be 'publisher' or 'subscription', got {entity!r}")
-    return {f"qos_overrides.{topic}.{entity}.{policy}": value for policy, value in policies.items()}
+    return {f"{QOS_OVERRIDES}{topic}.{entity}.{policy}": value for policy, value in policies.items()}
