@@ -13,54 +13,49 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from .param_spec import ParameterError, ParamSpec, validate_values
+from .param_spec import ParameterError, ParamSpec, declared_options, option, validate_values
 
 SIDES = ("right", "left")
 PATH_OPTIONS = ("checkpoint_path", "mano_dir", "object_models_dir")
-
-
-def _option(default: Any, description: str, **constraints: Any) -> Any:
-    """A dataclass field with its ParamSpec (the name is filled in from the field)."""
-    return field(default=default, metadata={"spec": (description, constraints)})
 
 
 @dataclass(frozen=True)
 class EstimatorConfig:
     """Options of :class:`hfl_ros.estimator.Estimator`. Paths: an empty string means "not set"."""
 
-    checkpoint_path: str = _option("", "HFL-Net checkpoint: the official .pth.tar or one saved by hfl-ros "
+    checkpoint_path: str = option("", "HFL-Net checkpoint: the official .pth.tar or one saved by hfl-ros "
                                    "train.")
-    mano_dir: str = _option("", "Directory with MANO_RIGHT.pkl / MANO_LEFT.pkl (or the stand-in hand model). "
+    mano_dir: str = option("", "Directory with MANO_RIGHT.pkl / MANO_LEFT.pkl (or the stand-in hand model). "
                             "Empty: use the hand model stored in the checkpoint.")
-    object_models_dir: str = _option("", "Object models, one sub-directory per class id holding points.xyz "
+    object_models_dir: str = option("", "Object models, one sub-directory per class id holding points.xyz "
                                      "or *.obj / *.ply (YCB layout). Empty: no object poses (every object is "
                                      "an unknown class).")
-    device: str = _option("auto", "Inference device: auto (cuda when available), cpu, cuda or cuda:N.")
-    fp16: bool = _option(False, "Half-precision inference (CUDA only).")
-    hand_score_threshold: float = _option(0.0, "Hand detections scoring below this are ignored.",
+    device: str = option("auto", "Inference device: auto (cuda when available), cpu, cuda or cuda:N.")
+    fp16: bool = option(False, "Half-precision inference (CUDA only).")
+    hand_score_threshold: float = option(0.0, "Hand detections scoring below this are ignored.",
                                           runtime=True, min_value=0.0, max_value=1.0)
-    object_score_threshold: float = _option(0.0, "Object detections scoring below this are ignored.",
+    object_score_threshold: float = option(0.0, "Object detections scoring below this are ignored.",
                                             runtime=True, min_value=0.0, max_value=1.0)
-    min_estimate_score: float = _option(0.0, "A result that would be OK (or NO_OBJECT_PAIRED) but whose "
+    min_estimate_score: float = option(0.0, "A result that would be OK (or NO_OBJECT_PAIRED) but whose "
                                         "hand estimate score (heat-map peakedness) or object estimate score "
                                         "(RANSAC inlier fraction) is below this gets STATUS_LOW_CONFIDENCE: "
                                         "its poses are filled in, but no TF is published for it. 0 = never.",
                                         runtime=True, min_value=0.0, max_value=1.0)
-    hand_box_scale: float = _option(1.0, "Growth of each hand detection box about its centre for the "
+    hand_box_scale: float = option(1.0, "Growth of each hand detection box about its centre for the "
                                     "network's hand box (HFL-Net's HO3D test boxes are the hand box grown by "
                                     "1.1); the crop itself is always the boxes grown by 1.5.",
                                     min_value=0.1, max_value=10.0)
-    object_box_scale: float = _option(1.0, "Growth of each object detection box about its centre. HFL-Net "
+    object_box_scale: float = option(1.0, "Growth of each object detection box about its centre. HFL-Net "
                                       "was trained on the box of the object's projected 3D bounding box, "
                                       "larger than a tight detector box, so a value above 1 can help tight "
                                       "boxes.",
                                       min_value=0.1, max_value=10.0)
-    max_batch: int = _option(16, "Largest number of hand-object crops in one forward pass.", min_value=1)
-    refine_pnp: bool = _option(True, "Refine the RANSAC object pose by Levenberg-Marquardt on the inliers.")
+    max_batch: int = option(16, "Largest number of hand-object crops in one forward pass.", min_value=1)
+    refine_pnp: bool = option(True, "Refine the RANSAC object pose by Levenberg-Marquardt on the inliers.")
     #: Return the 778 mesh vertices of each hand; set by the caller from its outputs, not a user option.
     with_vertices: bool = True
 
@@ -82,18 +77,8 @@ class EstimatorConfig:
         return Path(value).expanduser() if value else None
 
 
-def _specs() -> tuple[ParamSpec, ...]:
-    specs = []
-    for f in fields(EstimatorConfig):
-        if "spec" in f.metadata:
-            description, constraints = f.metadata["spec"]
-            assert f.default is not MISSING
-            specs.append(ParamSpec(f.name, f.default, description, **constraints))
-    return tuple(specs)
-
-
 #: The Estimator's options as declared parameters (derived from :class:`EstimatorConfig`).
-ESTIMATOR_PARAMS: tuple[ParamSpec, ...] = _specs()
+ESTIMATOR_PARAMS: tuple[ParamSpec, ...] = declared_options(EstimatorConfig)
 
 #: Options that may change while an Estimator runs (:meth:`~hfl_ros.estimator.Estimator.reconfigure`).
 RUNTIME_OPTIONS: tuple[str, ...] = tuple(spec.name for spec in ESTIMATOR_PARAMS if spec.runtime)

@@ -10,10 +10,12 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .errors import HflRosError
+
+_SPEC = "hfl_ros.param_spec"  # key of the option's description and constraints in a field's metadata
 
 
 class ParameterError(HflRosError, ValueError):
@@ -88,6 +90,22 @@ class ParamSpec:
         if not isinstance(value, str):
             raise ParameterError(self.name, f"expected a string, got {value!r}")
         return value.strip()
+
+
+def option(default: Any, description: str, **constraints: Any) -> Any:
+    """A dataclass field that is also a declared option: the field's default, the option's description and
+    constraints (``runtime``, ``choices``, ``min_value``, ``max_value``); the name is the field's."""
+    return field(default=default, metadata={_SPEC: (description, constraints)})
+
+
+def declared_options(config_class: type) -> tuple[ParamSpec, ...]:
+    """The ParamSpec of every field of a dataclass declared with :func:`option`, in field order."""
+    specs = []
+    for f in fields(config_class):
+        if _SPEC in f.metadata:
+            description, constraints = f.metadata[_SPEC]
+            specs.append(ParamSpec(f.name, f.default, description, **constraints))
+    return tuple(specs)
 
 
 def validate_values(specs: Iterable[ParamSpec], values: Mapping[str, Any]) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from ..estimator_config import (
     detection_labels,
     estimator_config,
 )
-from ..param_spec import ParameterError, ParamSpec, validate_values
+from ..param_spec import ParameterError, ParamSpec, declared_options, option, validate_values
 from ..tracking.filters import FILTER_MODES
 
 __all__ = [
@@ -38,104 +38,83 @@ QUEUE_POLICIES = ("latest", "all")
 IMAGE_TRANSPORTS = ("raw", "compressed")
 
 
-PARAMS: tuple[ParamSpec, ...] = (
-    *ESTIMATOR_PARAMS,
-    *DETECTION_PARAMS,
-    ParamSpec("num_threads", 0, "torch intra-op threads; 0 keeps torch's default.", min_value=0),
-    ParamSpec("image_transport", "raw", "raw: subscribe 'image' (sensor_msgs/Image); compressed: subscribe "
-              "'image/compressed' (sensor_msgs/CompressedImage).", choices=IMAGE_TRANSPORTS),
-    ParamSpec("sync_slop", 0.0, "Seconds two stamps may differ and still match; 0 = exact stamps.",
-              min_value=0.0, max_value=10.0),
-    ParamSpec("sync_queue_size", 10, "Messages kept per input while waiting for a match.", min_value=1),
-    ParamSpec("sync_max_age", 2.0, "Seconds (stamp time) after which an unmatched message is discarded "
-              "and counted.", min_value=0.01),
-    ParamSpec("camera_info_wait", 0.1, "Seconds a synced frame waits for a camera_info with its stamp before "
-              "the latest camera_info is used.", min_value=0.0, max_value=10.0),
-    ParamSpec("camera_info_max_age", 0.0, "Largest stamp difference (s) for using the latest camera_info as "
-              "a fallback; 0 = any (static calibration).", min_value=0.0),
-    ParamSpec("queue_policy", "latest", "latest: only the newest synced frame waits for inference, older "
-              "ones are dropped and counted (live); all: bounded queue that never drops, the input callbacks "
-              "block when it is full (replay).", choices=QUEUE_POLICIES),
-    ParamSpec("queue_size", 30, "Capacity of the inference queue with queue_policy all.", min_value=1),
-    ParamSpec("publish_tf", True, "Publish object, wrist and joint frames on /tf.", runtime=True),
-    ParamSpec("publish_joint_tf", True, "Also publish one TF frame per hand joint.", runtime=True),
-    ParamSpec("tf_prefix", "", "Prefix of every published TF frame name.", runtime=True),
-    ParamSpec("publish_mesh", True, "Publish the hand mesh marker (TRIANGLE_LIST).", runtime=True),
-    ParamSpec("publish_vertices", False, "Fill HandPose.vertices (778 points per hand).", runtime=True),
-    ParamSpec("publish_debug_image", False, "Publish ~/debug_image with boxes, 2D joints and control points.",
-              runtime=True),
-    ParamSpec("marker_lifetime", 0.5, "Seconds a marker stays in RViz without an update; 0 = forever.",
-              runtime=True, min_value=0.0, max_value=3600.0),
-    ParamSpec("diagnostics_period", 1.0, "Seconds between /diagnostics messages.", min_value=0.05,
-              max_value=60.0),
-    ParamSpec("temporal_filter", "constant_velocity", "Online filter of each tracked hand and object pose: "
-              "constant_velocity (alpha-beta, no lag on steady motion; the default, see "
-              "benchmarks/bench_tracking.py), one_euro (1-euro low-pass) or none.", runtime=True,
-              choices=FILTER_MODES),
-    ParamSpec("filter_position_gain", 0.4, "constant_velocity: share of the residual taken into the pose "
-              "each frame (1 = no smoothing).", runtime=True, min_value=0.01, max_value=1.0),
-    ParamSpec("filter_velocity_gain", 0.15, "constant_velocity: share of the residual taken into the "
-              "velocity each frame.", runtime=True, min_value=0.0, max_value=1.0),
-    ParamSpec("filter_min_cutoff", 1.5, "one_euro: cut-off frequency at rest, Hz.", runtime=True,
-              min_value=0.01, max_value=1000.0),
-    ParamSpec("filter_beta", 20.0, "one_euro: cut-off rise per unit speed of the points, s/m.",
-              runtime=True, min_value=0.0),
-    ParamSpec("filter_rotation_beta", 1.0, "one_euro: cut-off rise per unit angular speed of an object, "
-              "s/rad.", runtime=True, min_value=0.0),
-    ParamSpec("filter_d_cutoff", 1.0, "one_euro: cut-off of the speed estimate, Hz.", runtime=True,
-              min_value=0.01, max_value=1000.0),
-    ParamSpec("gate_translation", 0.1, "A jump of the wrist or object position beyond this (m) from the "
-              "prediction is rejected for one frame (counted in diagnostics as gate_rejections).",
-              runtime=True, min_value=0.001),
-    ParamSpec("gate_rotation", 1.0, "A jump of the wrist or object rotation beyond this (rad), e.g. a PnP "
-              "flip to a symmetric pose, is rejected likewise.", runtime=True, min_value=0.001),
-    ParamSpec("track_max_gap", 0.5, "Seconds (stamp time) a track may go unseen before it is dropped; what "
-              "it tracked gets a new id when seen again.", runtime=True, min_value=0.001),
-    ParamSpec("track_min_iou", 0.1, "Least box overlap for a detection to continue a track.",
-              runtime=True, min_value=0.0, max_value=1.0),
-)
-
-SPECS: dict[str, ParamSpec] = {spec.name: spec for spec in PARAMS}
-_ESTIMATOR_NAMES = frozenset(spec.name for spec in ESTIMATOR_PARAMS)
 
 
 @dataclass(frozen=True)
 class PerceptionConfig:
-    """Validated parameter values: the Estimator's options in ``estimator``, the others by their own names."""
+    """Validated parameter values: the Estimator's options in ``estimator``, the others by their own names.
+
+    The node-only parameters are the fields declared with :func:`~hfl_ros.param_spec.option`: a new parameter
+    is one field here.
+    """
 
     estimator: EstimatorConfig
     right_hand_labels: tuple[str, ...]
     left_hand_labels: tuple[str, ...]
     hand_labels: tuple[str, ...]
     default_hand_side: str
-    num_threads: int
-    image_transport: str
-    sync_slop: float
-    sync_queue_size: int
-    sync_max_age: float
-    camera_info_wait: float
-    camera_info_max_age: float
-    queue_policy: str
-    queue_size: int
-    publish_tf: bool
-    publish_joint_tf: bool
-    tf_prefix: str
-    publish_mesh: bool
-    publish_vertices: bool
-    publish_debug_image: bool
-    marker_lifetime: float
-    diagnostics_period: float
-    temporal_filter: str
-    filter_position_gain: float
-    filter_velocity_gain: float
-    filter_min_cutoff: float
-    filter_beta: float
-    filter_rotation_beta: float
-    filter_d_cutoff: float
-    gate_translation: float
-    gate_rotation: float
-    track_max_gap: float
-    track_min_iou: float
+    num_threads: int = option(0, "torch intra-op threads; 0 keeps torch's default.", min_value=0)
+    image_transport: str = option("raw", "raw: subscribe 'image' (sensor_msgs/Image); compressed: subscribe "
+                                  "'image/compressed' (sensor_msgs/CompressedImage).",
+                                  choices=IMAGE_TRANSPORTS)
+    sync_slop: float = option(0.0, "Seconds two stamps may differ and still match; 0 = exact stamps.",
+                              min_value=0.0, max_value=10.0)
+    sync_queue_size: int = option(10, "Messages kept per input while waiting for a match.", min_value=1)
+    sync_max_age: float = option(2.0, "Seconds (stamp time) after which an unmatched message is discarded "
+                                 "and counted.", min_value=0.01)
+    camera_info_wait: float = option(0.1, "Seconds a synced frame waits for a camera_info with its stamp "
+                                     "before the latest camera_info is used.", min_value=0.0, max_value=10.0)
+    camera_info_max_age: float = option(0.0, "Largest stamp difference (s) for using the latest camera_info "
+                                        "as a fallback; 0 = any (static calibration).", min_value=0.0)
+    queue_policy: str = option("latest", "latest: only the newest synced frame waits for inference, older "
+                               "ones are dropped and counted (live); all: bounded queue that never drops, "
+                               "the input callbacks block when it is full (replay).", choices=QUEUE_POLICIES)
+    queue_size: int = option(30, "Capacity of the inference queue with queue_policy all.", min_value=1)
+    publish_tf: bool = option(True, "Publish object, wrist and joint frames on /tf.", runtime=True)
+    publish_joint_tf: bool = option(True, "Also publish one TF frame per hand joint.", runtime=True)
+    tf_prefix: str = option("", "Prefix of every published TF frame name.", runtime=True)
+    publish_mesh: bool = option(True, "Publish the hand mesh marker (TRIANGLE_LIST).", runtime=True)
+    publish_vertices: bool = option(False, "Fill HandPose.vertices (778 points per hand).", runtime=True)
+    publish_debug_image: bool = option(False, "Publish ~/debug_image with boxes, 2D joints and control "
+                                       "points.", runtime=True)
+    marker_lifetime: float = option(0.5, "Seconds a marker stays in RViz without an update; 0 = forever.",
+                                    runtime=True, min_value=0.0, max_value=3600.0)
+    diagnostics_period: float = option(1.0, "Seconds between /diagnostics messages.",
+                                       min_value=0.05, max_value=60.0)
+    temporal_filter: str = option("constant_velocity", "Online filter of each tracked hand and object pose: "
+                                  "constant_velocity (alpha-beta, no lag on steady motion; the default, see "
+                                  "benchmarks/bench_tracking.py), one_euro (1-euro low-pass) or none.",
+                                  runtime=True, choices=FILTER_MODES)
+    filter_position_gain: float = option(0.4, "constant_velocity: share of the residual taken into the pose "
+                                         "each frame (1 = no smoothing).",
+                                         runtime=True, min_value=0.01, max_value=1.0)
+    filter_velocity_gain: float = option(0.15, "constant_velocity: share of the residual taken into the "
+                                         "velocity each frame.", runtime=True, min_value=0.0, max_value=1.0)
+    filter_min_cutoff: float = option(1.5, "one_euro: cut-off frequency at rest, Hz.",
+                                      runtime=True, min_value=0.01, max_value=1000.0)
+    filter_beta: float = option(20.0, "one_euro: cut-off rise per unit speed of the points, s/m.",
+                                runtime=True, min_value=0.0)
+    filter_rotation_beta: float = option(1.0, "one_euro: cut-off rise per unit angular speed of an object, "
+                                         "s/rad.", runtime=True, min_value=0.0)
+    filter_d_cutoff: float = option(1.0, "one_euro: cut-off of the speed estimate, Hz.",
+                                    runtime=True, min_value=0.01, max_value=1000.0)
+    gate_translation: float = option(0.1, "A jump of the wrist or object position beyond this (m) from the "
+                                     "prediction is rejected for one frame (counted in diagnostics as "
+                                     "gate_rejections).", runtime=True, min_value=0.001)
+    gate_rotation: float = option(1.0, "A jump of the wrist or object rotation beyond this (rad), e.g. a "
+                                  "PnP flip to a symmetric pose, is rejected likewise.",
+                                  runtime=True, min_value=0.001)
+    track_max_gap: float = option(0.5, "Seconds (stamp time) a track may go unseen before it is dropped; "
+                                  "what it tracked gets a new id when seen again.",
+                                  runtime=True, min_value=0.001)
+    track_min_iou: float = option(0.1, "Least box overlap for a detection to continue a track.",
+                                  runtime=True, min_value=0.0, max_value=1.0)
+
+
+NODE_PARAMS: tuple[ParamSpec, ...] = declared_options(PerceptionConfig)
+PARAMS: tuple[ParamSpec, ...] = (*ESTIMATOR_PARAMS, *DETECTION_PARAMS, *NODE_PARAMS)
+SPECS: dict[str, ParamSpec] = {spec.name: spec for spec in PARAMS}
+_ESTIMATOR_NAMES = frozenset(spec.name for spec in ESTIMATOR_PARAMS)
 
 
 def validate_value(name: str, value: Any) -> Any:
