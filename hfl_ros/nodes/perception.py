@@ -13,7 +13,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import rclpy
 from builtin_interfaces.msg import Time
@@ -63,6 +63,9 @@ from hfl_ros.ros.qos import (
 from hfl_ros.ros.tf_messages import results_to_tf
 from hfl_ros.tracking import Tracker
 
+if TYPE_CHECKING:  # torch is imported only when the model is loaded
+    from hfl_ros.estimator import Estimator
+
 _STEADY = Clock(clock_type=ClockType.STEADY_TIME)
 #: The prefix of rclpy's QoS override parameters (see hfl_ros.ros.qos).
 #: Parameters that reconfigure the tracker.
@@ -90,7 +93,7 @@ class _Perception:
         self._warn_unknown_parameters()
         self._unused_overrides_reported = False
         self.config: PerceptionConfig | None = None
-        self.estimator: Any = None
+        self.estimator: Estimator | None = None
         self._loaded_once = False
         self.types = RclpyMessageTypes()
         self.log = ThrottledLogger(self.get_logger())
