@@ -22,7 +22,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 
 #: Sub-commands that stop cleanly on SIGINT and SIGTERM from their first line (hfl_ros.stop_signals), with
 #: exit code 0: a stopped label run says so in its summary (error_reason: interrupted) and on stderr.
-STOPPABLE = frozenset({"label", "play"})
+STOPPABLE = frozenset({"label", "play", "train"})
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,5 +1,6 @@
-"""SIGINT and SIGTERM at any moment: the perception node, ``hfl-ros label`` and ``hfl-ros play`` stop within
-2 s, without a traceback, with one line saying they stopped and their outputs closed (issue 16).
+"""SIGINT and SIGTERM at any moment: the perception node, ``hfl-ros label``, ``play`` and ``train`` stop
+within 2 s (train: once its step and checkpoint are done), without a traceback, with one line saying they
+stopped and their outputs closed (issue 16).
 
 The moments are made long and announced by the test double stoppable_entry.py (``PAUSE <moment>`` on stderr)
 or observed on the ROS graph and in the logs; every wait has a deadline. Also: start-up failures are one FATAL
@@ -29,6 +30,8 @@ from hfl_ros.stop_signals import Interrupted, StopSignals
 
 HERE = Path(__file__).resolve().parent
 STOP_LIMIT_S = 2.0  # issue 16: a stop at any moment takes at most this long
+#: hfl-ros train first finishes the step in progress and writes its checkpoint (network and optimiser state).
+TRAIN_STOP_LIMIT_S = 15.0
 START_TIMEOUT = 180.0
 
 
@@ -132,11 +135,11 @@ def _signal(proc: subprocess.Popen, signum: int) -> tuple[int, float]:
 
 
 def _assert_stopped(proc: subprocess.Popen, code: int, elapsed: float, signum: int, expected_code: int = 0,
-                    line: str = r"stopped \({name}\)") -> str:
+                    line: str = r"stopped \({name}\)", limit_s: float = STOP_LIMIT_S) -> str:
     out = _output(proc)
     name = signal.Signals(signum).name
     assert code == expected_code, out
-    assert elapsed < STOP_LIMIT_S, f"{name} took {elapsed:.2f} s\n{out}"
+    assert elapsed < limit_s, f"{name} took {elapsed:.2f} s\n{out}"
     assert "Traceback" not in out, out
     stopped = re.findall(line.format(name=name) + ".*", out)
     assert len(stopped) == 1, out  # one line says it stopped
@@ -408,6 +411,70 @@ def test_label_stopped_while_loading_writes_nothing(tmp_path, node_assets, label
     line = _assert_stopped(proc, code, elapsed, signal.SIGTERM, 0, r"hfl-ros label: stopped \({name}\)")
     assert "nothing was written" in line
     assert not (out / "labels.jsonl").exists() and not (out / "bag").exists()
+
+
+@pytest.fixture(scope="module")
+def train_config(tmp_path_factory) -> Path:
+    import yaml
+    from test_data_ho3d import write_standin_mano, write_tiny_ho3d
+
+    from hfl_ros.model.mano import ManoLayer
+
+    base = tmp_path_factory.mktemp("train_stop")
+    mano_dir = write_standin_mano(base / "mano")
+    write_tiny_ho3d(base / "ho3d", n_train=8, n_eval=0, mano_layer=ManoLayer(mano_dir, side="right").eval())
+    config = {"model": {"trunk": "resnet18", "input_size": 64, "imagenet_weights": False,
+                        "mano_dir": str(mano_dir)},
+              "data": {"kind": "ho3d", "root": str(base / "ho3d"), "workers": 0},
+              "augment": {"enabled": False},
+              "run": {"batch_size": 2, "device": "cpu", "progress": False, "log_every": 1}}
+    path = base / "train.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_train_stopped_mid_run_saves_then_resumes(tmp_path, train_config, signum):
+    from hfl_ros.model.checkpoint import read_checkpoint_file
+
+    out = tmp_path / "run"
+    cmd = ["train", "--config", str(train_config), "--out", str(out), "--no-progress"]
+    proc = _start([sys.executable, str(HERE / "stoppable_entry.py"), "hfl-ros", *cmd], tmp_path / "train",
+                  "step=0.3")
+    try:
+        _wait_text(proc, "PAUSE step 3")  # in the third step
+        code, elapsed = _signal(proc, signum)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    line = _assert_stopped(proc, code, elapsed, signum, 0, r"hfl-ros train: stopped \({name}\)",
+                           TRAIN_STOP_LIMIT_S)
+    checkpoint = out / "checkpoint_last.pt"
+    assert f"after step 3; continue with --resume {checkpoint}" in line
+    assert read_checkpoint_file(checkpoint)["train_state"]["global_step"] == 3  # the step in progress ended
+
+    resume = ["train", "--resume", str(checkpoint), "--max-steps", "5", "--no-progress"]
+    resumed = subprocess.run([sys.executable, "-m", "hfl_ros.cli", *resume], cwd=REPO, capture_output=True,
+                             env={**os.environ, "OMP_NUM_THREADS": "1"}, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "stopped" not in resumed.stderr
+    assert read_checkpoint_file(checkpoint)["train_state"]["global_step"] == 5
+
+
+def test_train_stopped_while_building_writes_nothing(tmp_path, train_config):
+    out = tmp_path / "run"
+    proc = _start([sys.executable, str(HERE / "stoppable_entry.py"), "hfl-ros", "train", "--config",
+                   str(train_config), "--out", str(out)], tmp_path / "train", "building=60")
+    try:
+        _wait_text(proc, "PAUSE building 1")
+        code, elapsed = _signal(proc, signal.SIGINT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    _assert_stopped(proc, code, elapsed, signal.SIGINT, 0, r"hfl-ros train: stopped \({name}\) before it")
+    assert not (out / "checkpoint_last.pt").exists()
 
 
 @pytest.mark.parametrize("moment", ["waiting for subscribers", "playing"])

@@ -15,8 +15,8 @@ from hfl_ros.devices import DeviceError, resolve_device
 from hfl_ros.train import trainer
 from hfl_ros.train.trainer import (
     DistributedContext,
+    agree_on_all_ranks,
     configure_backends,
-    finite_on_all_ranks,
     set_rng_state,
     training_device,
 )
@@ -96,24 +96,28 @@ def test_cuda_random_state_resumes_on_fewer_gpus(monkeypatch):
     assert torch.equal(trainer.rng_state()["cuda"], states[2])
 
 
-def _agree(rank: int, init_file: str, norms: list[float], out: dict) -> None:
+def _agree(rank: int, init_file: str, norms: list[float], go_on: list[bool], out: dict) -> None:
     import torch.distributed as dist
 
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=len(norms))
     try:
-        out[rank] = float(finite_on_all_ranks(torch.tensor(norms[rank]), distributed=True))
+        out[rank] = agree_on_all_ranks(torch.tensor(norms[rank]), go_on[rank], distributed=True).tolist()
     finally:
         dist.destroy_process_group()
 
 
-@pytest.mark.parametrize("norms, expected",
-                         [([1.0, math.inf], 0.0), ([math.nan, 2.0], 0.0), ([1.0, 2.0], 1.0)])
-def test_ranks_agree_to_skip_a_step_when_one_gradient_norm_is_not_finite(tmp_path, norms, expected):
+@pytest.mark.parametrize("norms, go_on, expected", [
+    ([1.0, math.inf], [True, True], [0.0, 1.0]),
+    ([math.nan, 2.0], [True, True], [0.0, 1.0]),
+    ([1.0, 2.0], [True, True], [1.0, 1.0]),
+    ([1.0, 2.0], [True, False], [1.0, 0.0]),  # one rank was asked to stop: every rank stops after this step
+])
+def test_ranks_agree_to_skip_a_step_and_to_stop(tmp_path, norms, go_on, expected):
     with mp.Manager() as manager:
         out = manager.dict()
-        mp.spawn(_agree, args=(str(tmp_path / "rendezvous"), norms, out), nprocs=len(norms), join=True)
+        mp.spawn(_agree, args=(str(tmp_path / "rendezvous"), norms, go_on, out), nprocs=len(norms), join=True)
         assert dict(out) == dict.fromkeys(range(len(norms)), expected)
-    assert float(finite_on_all_ranks(torch.tensor(math.inf), distributed=False)) == 0.0
+    assert agree_on_all_ranks(torch.tensor(math.inf), True, distributed=False).tolist() == [0.0, 1.0]
 
 
 def test_backend_settings_for_cuda_training(monkeypatch):

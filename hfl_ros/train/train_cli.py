@@ -1,13 +1,19 @@
 """``hfl-ros train``: train HFL-Net from a YAML config (config/train_ho3d.yaml, config/train_dexycb.yaml).
 
 Multi-GPU: ``torchrun --nproc_per_node=4 -m hfl_ros.cli train --config ...`` (DDP, batch split over ranks).
+
+Ctrl-C or SIGTERM while training stops after the step in progress (all ranks after the same step), writes
+``checkpoint_last.pt`` and exits 0; ``--resume`` on it continues exactly. Before training starts (loading the
+data and the network) a stop signal ends the command at once, with nothing written.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 
+from ..stop_signals import stop_signals
 from .config import apply_overrides, config_from_dict, load_config
 
 
@@ -49,9 +55,11 @@ def run(args: argparse.Namespace) -> int:
         config = config_from_dict(apply_overrides(config_of_checkpoint(args.resume).to_dict(), overrides))
     else:
         config = load_config(args.config, overrides)
+    stop = stop_signals()
     trainer = Trainer(config, resume=args.resume)
     try:
-        result = trainer.train()
+        with stop.deferred():  # a signal is only recorded; the trainer stops at the end of its step
+            result = trainer.train(stop_when=lambda: stop.requested)
     finally:
         trainer.close()
     if trainer.dist.is_main:
@@ -60,4 +68,7 @@ def run(args: argparse.Namespace) -> int:
             f"trained to step {result.state.global_step} (epoch {result.state.epoch}); last loss {last:.5g}; "
             f"checkpoint {result.checkpoint}"
         )
+        if trainer.stopped_early:
+            print(f"hfl-ros train: stopped ({stop.name or 'request'}) after step {result.state.global_step}; "
+                  f"continue with --resume {result.checkpoint}", file=sys.stderr)
     return 0

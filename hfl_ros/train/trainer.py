@@ -15,7 +15,7 @@ import threading
 import time
 import warnings
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,18 +103,21 @@ def configure_backends(device: torch.device, deterministic: bool, tf32: bool = T
         torch.backends.cudnn.allow_tf32 = tf32 and not deterministic
 
 
-def finite_on_all_ranks(norm: torch.Tensor, distributed: bool) -> torch.Tensor:
-    """1.0 when the gradient norm is finite on every rank, else 0.0 (a float tensor on the norm's device).
+def agree_on_all_ranks(norm: torch.Tensor, go_on: bool, distributed: bool) -> torch.Tensor:
+    """[finite, go on]: 1.0 when the gradient norm is finite / no stop is asked for on every rank, else 0.0
+    (a float tensor on the norm's device), in one all-reduce.
 
     Under DDP the ranks must agree to skip a step together: a rank that stepped while another skipped would
     leave their weights apart (and a rank that raised would leave the others waiting in the next all-reduce).
+    Likewise they stop together: a stop signal reaches each rank at its own moment, and a rank that left the
+    loop alone would leave the others waiting.
     """
-    finite = torch.isfinite(norm).float()
+    flags = torch.stack([torch.isfinite(norm).float(), norm.new_tensor(1.0 if go_on else 0.0).float()])
     if distributed:
         import torch.distributed as dist
 
-        dist.all_reduce(finite, op=dist.ReduceOp.MIN)
-    return finite
+        dist.all_reduce(flags, op=dist.ReduceOp.MIN)
+    return flags
 
 
 # -- RNG state
@@ -319,6 +322,8 @@ class Trainer:
             )
         self._data_loader: DataLoader | None = None
         self._stop = threading.Event()
+        self._stop_when: Callable[[], bool] = lambda: False  # e.g. "a stop signal has arrived" (train())
+        self._stop_agreed = False
         self.last_skip = ""
         self.state = TrainState()
         if resume is not None:
@@ -402,11 +407,14 @@ class Trainer:
         self.scaler.unscale_(self.optimizer)
         clip = self.config.optim.clip_grad_norm
         norm = nn.utils.clip_grad_norm_(self.model.parameters(), math.inf if clip is None else clip)
-        finite = finite_on_all_ranks(norm, self.dist.enabled)
-        values = torch.stack([loss.detach().float(), finite, *terms.values()]).tolist()
+        flags = agree_on_all_ranks(norm, not self._stop_asked(), self.dist.enabled)
+        values = torch.stack([loss.detach().float(), *flags, *terms.values()]).tolist()
         loss_value, applied = values[0], values[1] == 1.0
+        if values[2] == 0.0:
+            self._stop_agreed = True
+        terms_values = values[3:]
         if not applied:
-            self.last_skip = self._describe_skip(values[0], dict(zip(terms, values[2:], strict=True)))
+            self.last_skip = self._describe_skip(values[0], dict(zip(terms, terms_values, strict=True)))
             with torch.no_grad():
                 for buffer, value in zip(buffers, saved):
                     buffer.copy_(value)
@@ -417,7 +425,7 @@ class Trainer:
             self.optimizer.step()
         for group, lr in zip(self.optimizer.param_groups, scheduled, strict=False):
             group["lr"] = lr  # the schedule only ever sees its own values
-        return loss_value, dict(zip(terms, values[2:], strict=True)), applied
+        return loss_value, dict(zip(terms, terms_values, strict=True)), applied
 
     def _apply_warmup(self) -> list[float]:
         """During the first ``optim.warmup_steps`` steps, scale the LR of this step by (step + 1) / warmup (it
@@ -449,9 +457,24 @@ class Trainer:
         self.state.batch_in_epoch = 0
 
     def request_stop(self) -> None:
-        """Ask :meth:`train` to stop after the step in progress (safe from another thread); it then writes
-        ``checkpoint_last.pt`` and returns as it does at the end of a run."""
+        """Ask :meth:`train` to stop after the step in progress (safe from another thread or a signal
+        handler); it then writes ``checkpoint_last.pt`` and returns as it does at the end of a run. Under DDP
+        all ranks stop after the same step: the first whose step sees a request on any rank."""
         self._stop.set()
+
+    @property
+    def stopped_early(self) -> bool:
+        """Whether the last :meth:`train` ended on a stop request."""
+        return self._stop_agreed
+
+    def _stop_asked(self) -> bool:
+        return self._stop.is_set() or self._stop_when()
+
+    def _stopping(self) -> bool:
+        if self.dist.enabled:  # only the agreed decision: a rank must not leave the loop alone
+            return self._stop_agreed
+        self._stop_agreed = self._stop_agreed or self._stop_asked()
+        return self._stop_agreed
 
     def close(self) -> None:
         """Leave the process group this trainer joined (torchrun runs)."""
@@ -460,9 +483,16 @@ class Trainer:
         if self.dist.enabled and dist.is_initialized():
             dist.destroy_process_group()
 
-    def train(self, max_steps: int | None = None) -> TrainResult:
+    def train(self, max_steps: int | None = None,
+              stop_when: Callable[[], bool] | None = None) -> TrainResult:
         """Train until the configured epochs are done or ``max_steps`` optimizer steps are reached (counted
-        from the start, steps before a resume included); returns the history and the checkpoint."""
+        from the start, steps before a resume included); returns the history and the checkpoint.
+
+        ``stop_when`` is asked before each step; once it says True (or :meth:`request_stop` was called) the
+        run stops after that step as at its end (:attr:`stopped_early`).
+        """
+        self._stop_when = stop_when or (lambda: False)
+        self._stop_agreed = False
         run = self.config.run
         max_steps = run.max_steps if max_steps is None else max_steps
         main = self.dist.is_main
@@ -476,7 +506,7 @@ class Trainer:
         def done() -> bool:
             return (max_steps is not None and self.state.global_step >= max_steps) or (
                 self.state.epoch >= self.config.optim.epochs
-            ) or self._stop.is_set()
+            ) or self._stopping()
 
         self.model.train()
         try:
