@@ -385,6 +385,9 @@ def kinds() -> list[Kind]:
         _dets_kind("detections_1000", None,
                    GOOD_ITEMS + [("3", (float(i % 150), 10.0, float(i % 150) + 10, 30.0), 0.5)
                                  for i in range(997)]),
+        _dets_kind("hands_300", "failures_too_many_hands",  # beyond max_hands: the best 10 estimated
+                   GOOD_ITEMS + [("right_hand", (float(i % 150), 10.0, float(i % 150) + 20, 40.0), 0.3)
+                                 for i in range(300)]),
         _dets_kind("detections_empty_array", None, []),
         _dets_kind("detection_without_results", "failures_unknown_class",
                    [*GOOD_ITEMS[:2], (None, OBJECT_BOX, 0)]),

@@ -62,3 +62,9 @@ class UnknownObjectClassError(InputError):
     """An object detection names a class with no object model."""
 
     reason = "unknown_class"
+
+
+class TooManyHandsError(InputError):
+    """A frame has more hand detections than the Estimator's ``max_hands``; the lowest-scoring are skipped."""
+
+    reason = "too_many_hands"

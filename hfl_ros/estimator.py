@@ -28,6 +28,7 @@ from .errors import (
     HandModelError,
     HflRosError,
     InputError,
+    TooManyHandsError,
     UnknownObjectClassError,
 )
 from .estimator_config import RUNTIME_OPTIONS, EstimatorConfig
@@ -121,9 +122,9 @@ class Estimator:
       heat-map peakedness (see :func:`heatmap_peakedness`).
     - object: the EPnP-RANSAC pose with the original K, ``control_points_2d`` projected with it (or, when it
       failed, the per-point mean of the selected votes), ``estimate_score`` = RANSAC inlier fraction.
-    - status, the first that applies: BAD_INPUT (bad box or unknown object class; ``.error`` set; with a bad
-      hand box nothing is estimated), INTERNAL_ERROR, PNP_FAILED, TRANSLATION_FAILED, NO_OBJECT_PAIRED, OK.
-      ``status_message`` lists every problem.
+    - status, the first that applies: BAD_INPUT (bad box, unknown object class, or a hand beyond
+      ``max_hands``; ``.error`` set; with a bad hand box nothing is estimated), INTERNAL_ERROR, PNP_FAILED,
+      TRANSLATION_FAILED, NO_OBJECT_PAIRED or LOW_CONFIDENCE, OK. ``status_message`` lists every problem.
 
     Args:
         config: the options (:class:`~hfl_ros.estimator_config.EstimatorConfig`: checkpoint, hand models,
@@ -294,7 +295,11 @@ class Estimator:
         mirrored_image = None
         results: list[HandObjectResult | None] = [None] * len(hands)
         pairs: list[_Pair] = []
+        skipped = self._beyond_max_hands(hands)
         for slot, hand in enumerate(hands):
+            if slot in skipped:
+                results[slot] = _failed(hand, Status.BAD_INPUT, skipped[slot])
+                continue
             try:
                 hand_box = validate_box(hand.box, (width, height))
             except BadBoxError as exc:
@@ -312,6 +317,16 @@ class Estimator:
                 logger.exception("preparing a %s hand failed", hand.side.value)
                 results[slot] = _failed(hand, Status.INTERNAL_ERROR, exc)
         return results, pairs
+
+    def _beyond_max_hands(self, hands: Sequence[Detection]) -> dict[int, TooManyHandsError]:
+        """The hands (by index) that ``max_hands`` leaves out: all but the highest-scoring (first on ties)."""
+        limit = self.config.max_hands
+        if not limit or len(hands) <= limit:
+            return {}
+        ranked = sorted(range(len(hands)), key=lambda i: -hands[i].score)
+        return {i: TooManyHandsError(f"{len(hands)} hand detections, max_hands {limit}: this one (score "
+                                     f"{hands[i].score:.2f}) is not among the {limit} best, not estimated")
+                for i in ranked[limit:]}
 
     def _prepare_pair(self, index, slot, hand, hand_box, obj, source_image, K) -> _Pair:
         height, width = source_image.shape[:2]

@@ -54,6 +54,9 @@ class EstimatorConfig:
                                       "larger than a tight detector box, so a value above 1 can help tight "
                                       "boxes.",
                                       min_value=0.1, max_value=10.0)
+    max_hands: int = option(10, "Most hand detections estimated per frame, the highest-scoring first; the "
+                            "others get STATUS_BAD_INPUT (too_many_hands), so that a flood of detections "
+                            "cannot stall the node. 0 = no limit.", min_value=0)
     max_batch: int = option(16, "Largest number of hand-object crops in one forward pass.", min_value=1)
     refine_pnp: bool = option(True, "Refine the RANSAC object pose by Levenberg-Marquardt on the inliers.")
     #: Return the 778 mesh vertices of each hand; set by the caller from its outputs, not a user option.

@@ -553,3 +553,20 @@ def test_min_estimate_score_marks_low_confidence_and_changes_at_runtime(net, ass
         np.testing.assert_allclose(new.object.translation, old.object.translation, atol=1e-6)
     with pytest.raises(ParameterError, match="min_estimate_score"):
         estimator.config.with_changes(min_estimate_score=1.5)
+
+
+def test_max_hands_estimates_the_best_scoring_and_reports_the_others(net, assets, image):
+    spy = SpyNet(net)
+    estimator = _estimator(spy, assets, max_hands=1)
+    results = estimator.estimate(image, K, _detections())  # right hand 0.9, left hand 0.8
+    assert len(spy.calls) == 1 and len(spy.calls[0]["images"]) == 1  # one crop went through the network
+    right, left = results
+    assert right.status is not Status.BAD_INPUT and right.hand.joints3d.shape == (21, 3)
+    assert left.status is Status.BAD_INPUT and left.error.reason == "too_many_hands"
+    assert "2 hand detections, max_hands 1" in left.status_message and left.hand.side is Side.LEFT
+    flipped = [Detection.hand(RIGHT_BOX, "right", 0.5), Detection.hand(LEFT_BOX, "left", 0.8)]
+    assert [r.status is Status.BAD_INPUT for r in estimator.estimate(image, K, flipped)] == [True, False]
+    unlimited = _estimator(net, assets, max_hands=0).estimate(image, K, _detections())
+    assert Status.BAD_INPUT not in [r.status for r in unlimited]
+    with pytest.raises(ParameterError, match="max_hands"):
+        _estimator(net, assets, max_hands=-1)
