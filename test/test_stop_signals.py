@@ -397,17 +397,25 @@ def test_label_stopped_mid_run_then_resume_finishes(tmp_path, node_assets, label
     assert sorted(_labels(out)) == expected and sorted(_bag_poses(out)) == expected
 
 
-def test_label_stopped_while_loading_writes_nothing(tmp_path, node_assets, label_bag):
-    out = tmp_path / "labels"
-    proc = _start([sys.executable, str(HERE / "stoppable_entry.py"), "hfl-ros",
-                   *_label_cmd(label_bag, out, node_assets)], tmp_path / "label", "loading=60")
+def _stop_hfl_ros_at(args: list[str], log_dir: Path, pauses: str, moment: str,
+                     signum: int) -> tuple[subprocess.Popen, int, float]:
+    """Run ``hfl-ros ARGS`` with ``pauses``; once it prints ``PAUSE <moment>``, send ``signum``. Returns the
+    process, its exit code and the seconds it took to end."""
+    proc = _start([sys.executable, str(HERE / "stoppable_entry.py"), "hfl-ros", *args], log_dir, pauses)
     try:
-        _wait_text(proc, "PAUSE loading 1")
-        code, elapsed = _signal(proc, signal.SIGTERM)
+        _wait_text(proc, f"PAUSE {moment}")
+        code, elapsed = _signal(proc, signum)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+    return proc, code, elapsed
+
+
+def test_label_stopped_while_loading_writes_nothing(tmp_path, node_assets, label_bag):
+    out = tmp_path / "labels"
+    proc, code, elapsed = _stop_hfl_ros_at(_label_cmd(label_bag, out, node_assets), tmp_path / "label",
+                                           "loading=60", "loading 1", signal.SIGTERM)
     line = _assert_stopped(proc, code, elapsed, signal.SIGTERM, 0, r"hfl-ros label: stopped \({name}\)")
     assert "nothing was written" in line
     assert not (out / "labels.jsonl").exists() and not (out / "bag").exists()
@@ -439,15 +447,7 @@ def test_train_stopped_mid_run_saves_then_resumes(tmp_path, train_config, signum
 
     out = tmp_path / "run"
     cmd = ["train", "--config", str(train_config), "--out", str(out), "--no-progress"]
-    proc = _start([sys.executable, str(HERE / "stoppable_entry.py"), "hfl-ros", *cmd], tmp_path / "train",
-                  "step=0.3")
-    try:
-        _wait_text(proc, "PAUSE step 3")  # in the third step
-        code, elapsed = _signal(proc, signum)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    proc, code, elapsed = _stop_hfl_ros_at(cmd, tmp_path / "train", "step=0.3", "step 3", signum)  # 3rd step
     line = _assert_stopped(proc, code, elapsed, signum, 0, r"hfl-ros train: stopped \({name}\)",
                            TRAIN_STOP_LIMIT_S)
     checkpoint = out / "checkpoint_last.pt"
@@ -464,15 +464,9 @@ def test_train_stopped_mid_run_saves_then_resumes(tmp_path, train_config, signum
 
 def test_train_stopped_while_building_writes_nothing(tmp_path, train_config):
     out = tmp_path / "run"
-    proc = _start([sys.executable, str(HERE / "stoppable_entry.py"), "hfl-ros", "train", "--config",
-                   str(train_config), "--out", str(out)], tmp_path / "train", "building=60")
-    try:
-        _wait_text(proc, "PAUSE building 1")
-        code, elapsed = _signal(proc, signal.SIGINT)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    cmd = ["train", "--config", str(train_config), "--out", str(out)]
+    proc, code, elapsed = _stop_hfl_ros_at(cmd, tmp_path / "train", "building=60", "building 1",
+                                           signal.SIGINT)
     _assert_stopped(proc, code, elapsed, signal.SIGINT, 0, r"hfl-ros train: stopped \({name}\) before it")
     assert not (out / "checkpoint_last.pt").exists()
 
