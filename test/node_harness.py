@@ -17,6 +17,8 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
 RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
+#: Seconds without a response after which an idempotent service request is sent again (see RosSession.call).
+RESEND_S = 10.0
 
 
 class NodeDiedError(AssertionError):
@@ -95,15 +97,30 @@ class RosSession:
                 # Woken by each received message; the short cap re-checks graph conditions and the process.
                 self._cond.wait(min(remaining, 0.05))
 
-    def call(self, srv_type: Any, name: str, request: Any, timeout: float = 60.0) -> Any:
-        """Call a service and return its response."""
+    def call(self, srv_type: Any, name: str, request: Any, timeout: float = 60.0,
+             idempotent: bool = True) -> Any:
+        """Call a service and return its response.
+
+        Right after a service appears, DDS may drop its response ("failed to send response (timeout)" in the
+        server's log: the client's reply reader was not matched yet). An ``idempotent`` request is then sent
+        again every :data:`RESEND_S` seconds until ``timeout``.
+        """
         client = self.node.create_client(srv_type, name)
+        deadline = time.monotonic() + timeout
         try:
             if not client.wait_for_service(timeout_sec=timeout):
                 raise TimeoutError(f"service {name} not available after {timeout:.0f} s")
-            future = client.call_async(request)
-            self.wait_for(future.done, timeout, f"the response of {name}")
-            return future.result()
+            while True:
+                future = client.call_async(request)
+                left = deadline - time.monotonic()
+                wait = min(RESEND_S, left) if idempotent and left > RESEND_S else max(left, 0.1)
+                try:
+                    self.wait_for(future.done, wait, f"the response of {name}")
+                    return future.result()
+                except TimeoutError:
+                    client.remove_pending_request(future)
+                    if time.monotonic() >= deadline - 0.1:
+                        raise
         finally:
             self.node.destroy_client(client)
 

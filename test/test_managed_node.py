@@ -78,7 +78,7 @@ def _state(session: RosSession) -> str:
 
 def _change(session: RosSession, transition: int) -> bool:
     request = ChangeState.Request(transition=Transition(id=transition))
-    return session.call(ChangeState, f"{NODE}/change_state", request, LOAD_TIMEOUT).success
+    return session.call(ChangeState, f"{NODE}/change_state", request, LOAD_TIMEOUT, idempotent=False).success
 
 
 def _image_subscriptions(session: RosSession) -> list:
