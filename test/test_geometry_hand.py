@@ -3,6 +3,8 @@
 Measured accuracy of the translation fit (21 joints spread ~4 cm around the wrist at 0.5 m, f = 600 px):
 exact 2D joints -> error below 1e-15 m; 1 px Gaussian noise -> median 1.2 mm, almost all of it in depth,
 worst of 50 trials 3.5 mm (worst of 1000: 5.6 mm). Asserted: 1e-6 m exact, 1.5 cm with noise.
+The robust fit and the hand box are asserted against their failure cases (outlier joints, 2D joints shrunk
+towards the box centre or collapsed to it), with scipy's plain least squares as the un-weighted reference.
 """
 
 from __future__ import annotations
@@ -10,10 +12,17 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+from scipy.optimize import least_squares
 from transforms3d.quaternions import quat2mat
 
+from hfl_ros.geometry.boxes import box_from_points, scale_box
 from hfl_ros.geometry.camera import project
-from hfl_ros.geometry.hand_translation import fit_hand_translation
+from hfl_ros.geometry.hand_translation import (
+    BOX_DEPTH_RATIO,
+    BOX_FACTOR,
+    box_depth_translation,
+    fit_hand_translation,
+)
 from hfl_ros.geometry.procrustes import similarity_procrustes
 from hfl_ros.geometry.rotations import (
     axis_angle_to_matrix,
@@ -156,3 +165,105 @@ def test_mirroring_a_pose_mirrors_its_rotations():
     rotations = axis_angle_to_matrix(pose.reshape(16, 3))
     np.testing.assert_allclose(axis_angle_to_matrix(mirrored.reshape(16, 3)), mirror_rotation(rotations))
     np.testing.assert_array_equal(mirror_mano_pose(mirrored), pose)
+
+
+# --- robust fit and the hand box (benchmarks/bench_hand_translation.py measures them on perturbed hands) ----
+
+
+def _box(joints_cam: np.ndarray, factor: float = BOX_FACTOR) -> np.ndarray:
+    """The joints' box grown about its exact centre (box_from_points truncates the centre to whole px)."""
+    uv = project(joints_cam, K)
+    return scale_box(np.r_[uv.min(axis=0), uv.max(axis=0)], factor)
+
+
+def _least_squares_translation(joints_rel, uv) -> np.ndarray:
+    """The plain pixel least-squares optimum, by scipy: the reference of the un-weighted fit."""
+    start = WRIST + np.array([0.0, 0.0, 0.05])
+    return least_squares(lambda t: (project(joints_rel + t, K) - uv).ravel(), start).x
+
+
+def test_box_factor_is_the_training_convention():
+    from hfl_ros.data.torch_dataset import HAND_BOX_FACTOR
+
+    assert BOX_FACTOR == HAND_BOX_FACTOR
+
+
+def test_box_depth_is_exact_for_a_consistent_box(joints_rel):
+    t = box_depth_translation(joints_rel, K, _box(joints_rel + WRIST))
+    assert np.linalg.norm(t - WRIST) < 1e-9
+    # HFL-Net's boxes have their centre truncated to whole pixels: the depth moves by well under a millimetre
+    t = box_depth_translation(joints_rel, K, box_from_points(project(joints_rel + WRIST, K), BOX_FACTOR))
+    assert np.linalg.norm(t - WRIST) < 1e-3
+
+
+def test_translation_with_a_consistent_box_is_exact(joints_rel):
+    uv = project(joints_rel + WRIST, K)
+    t, err, ok = fit_hand_translation(joints_rel, uv, K, hand_box=_box(joints_rel + WRIST))
+    assert ok and np.linalg.norm(t - WRIST) < 1e-6 and err < 1e-6
+
+
+def test_outlier_joints_are_down_weighted(joints_rel):
+    # four 2D joints 40-60 px off on a hand of ~50 px RMS spread: least squares moves by centimetres
+    uv = project(joints_rel + WRIST, K)
+    uv[[3, 8, 12, 17]] += [[50.0, 30.0], [-45.0, 20.0], [40.0, -40.0], [-20.0, -55.0]]
+    plain = _least_squares_translation(joints_rel, uv)
+    t, _, ok = fit_hand_translation(joints_rel, uv, K)
+    assert np.linalg.norm(plain - WRIST) > 0.03  # the outliers matter to an un-weighted fit
+    assert ok and np.linalg.norm(t - WRIST) < 0.01, (t - WRIST, plain - WRIST)
+
+
+def test_box_corrects_2d_joints_shrunk_towards_its_centre(joints_rel):
+    # the soft-argmax failure: every 2D joint pulled 40 % of the way to the box centre
+    box = _box(joints_rel + WRIST)
+    centre = (box[:2] + box[2:]) / 2.0
+    uv = 0.6 * project(joints_rel + WRIST, K) + 0.4 * centre
+    t_joints, _, ok_joints = fit_hand_translation(joints_rel, uv, K)
+    t, _, ok = fit_hand_translation(joints_rel, uv, K, hand_box=box)
+    assert ok_joints and t_joints[2] > 1.5 * WRIST[2]  # the 2D joints alone put the hand far too deep
+    assert ok and abs(t[2] - WRIST[2]) < 1e-6  # the box's depth, which is exact here
+    assert np.linalg.norm(t - WRIST) < 0.01
+
+
+@pytest.mark.parametrize("box_scale", [1.15, 1 / 1.15])
+def test_box_within_the_ratio_leaves_consistent_joints_alone(joints_rel, box_scale):
+    uv = project(joints_rel + WRIST, K)
+    box = scale_box(_box(joints_rel + WRIST), box_scale)  # a detector box 15 % off the convention
+    t, _, ok = fit_hand_translation(joints_rel, uv, K, hand_box=box)
+    assert ok and np.linalg.norm(t - WRIST) < 1e-6
+
+
+def test_box_beyond_the_ratio_gives_the_depth(joints_rel):
+    uv = project(joints_rel + WRIST, K)
+    box = scale_box(_box(joints_rel + WRIST), 1.5)
+    t, _, ok = fit_hand_translation(joints_rel, uv, K, hand_box=box)
+    box_t = box_depth_translation(joints_rel, K, box)
+    assert ok and t[2] == pytest.approx(box_t[2], abs=1e-12)
+    assert box_t[2] < WRIST[2] / BOX_DEPTH_RATIO  # the documented jump to the box's (wrong) depth
+
+
+def test_collapsed_2d_joints_take_the_box_depth(joints_rel):
+    # maximally diffuse heat maps: all 2D joints within a pixel of the box centre; the pixel fit alone runs
+    # off towards infinity, with the box the hand is placed at the box's depth around its centre
+    box = _box(joints_rel + WRIST)
+    centre = (box[:2] + box[2:]) / 2.0
+    uv = centre + np.random.default_rng(7).normal(0.0, 0.5, (21, 2))
+    _, _, ok_joints = fit_hand_translation(joints_rel, uv, K)
+    t, _, ok = fit_hand_translation(joints_rel, uv, K, hand_box=box)
+    assert not ok_joints
+    assert ok and abs(t[2] - WRIST[2]) < 1e-6 and np.linalg.norm(t - WRIST) < 0.03
+
+
+@pytest.mark.parametrize("box", [[np.nan, 0, 10, 10], [50.0, 50.0, 50.0, 90.0], [60.0, 60.0, 40.0, 90.0]])
+def test_unusable_box_is_ignored(joints_rel, box):
+    uv = project(joints_rel + WRIST, K) + np.random.default_rng(8).normal(0.0, 3.0, (21, 2))
+    assert box_depth_translation(joints_rel, K, box) is None
+    with_box = fit_hand_translation(joints_rel, uv, K, hand_box=box)
+    without = fit_hand_translation(joints_rel, uv, K)
+    np.testing.assert_array_equal(with_box[0], without[0])
+    assert with_box[2] and without[2]
+
+
+def test_box_depth_needs_extent_across_the_image():
+    along_the_ray = np.zeros((21, 3))
+    along_the_ray[:, 2] = np.linspace(0.0, 0.1, 21)
+    assert box_depth_translation(along_the_ray, K, [100.0, 100.0, 200.0, 200.0]) is None

@@ -116,7 +116,6 @@ def precrop_dataset(
     src, dst = Path(src), Path(dst)
     frames = HO3DDataset(src, split).frames[:limit]
     dst.mkdir(parents=True, exist_ok=True)
-    (dst / f"{split}.txt").write_text("".join(f"{f.key}\n" for f in frames))
     if (src / "models").is_dir() and not (dst / "models").exists():
         shutil.copytree(src / "models", dst / "models")
     jobs = [(str(src), str(dst), split, i, side, margin, fmt, quality) for i in range(len(frames))]
@@ -129,6 +128,8 @@ def precrop_dataset(
     else:
         for job in jobs:
             _precrop_frame(job)
+    # the index last: a split whose <split>.txt exists is complete (scripts skip the step on it)
+    (dst / f"{split}.txt").write_text("".join(f"{f.key}\n" for f in frames))
     return len(frames)
 
 

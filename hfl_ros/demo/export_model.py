@@ -23,14 +23,22 @@ NOTE = (
 )
 
 
-def export_demo_model(source, target) -> Path:
-    """Write ``target`` from the training checkpoint ``source``; returns the path."""
+def export_demo_model(source, target, *, average: bool = True) -> Path:
+    """Write ``target`` from the training checkpoint ``source``; returns the path.
+
+    When the run kept a weight average (``optim.ema_decay``) it is what gets exported, unless ``average`` is
+    False (the last weights).
+    """
     import torch
 
     from ..model.checkpoint import load_network, save_checkpoint
+    from ..train.weight_average import averaged_state
 
     net, meta = load_network(source)
-    extra = {"note": NOTE}
+    use_average = average and isinstance(meta.get("ema"), dict)
+    if use_average:
+        net.load_state_dict(averaged_state(meta, net.state_dict()))
+    extra = {"note": NOTE, "weights": "moving average" if use_average else "last"}
     if isinstance(meta.get("train_state"), dict):
         extra["train_state"] = meta["train_state"]
     return save_checkpoint(target, net, meta.get("config") or {}, weights_dtype=torch.float16, **extra)
@@ -41,9 +49,11 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("source", type=Path, help="training checkpoint (hfl-ros train output)")
     parser.add_argument("target", type=Path, help="demo model file to write")
+    parser.add_argument("--last", action="store_true",
+                        help="export the last weights, not the run's moving average (when it kept one)")
     args = parser.parse_args(argv)
     try:
-        path = export_demo_model(args.source, args.target)
+        path = export_demo_model(args.source, args.target, average=not args.last)
     except ValueError as exc:  # a parameter beyond float16's range
         print(f"error: {exc}", file=sys.stderr)
         return 1

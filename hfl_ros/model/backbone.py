@@ -178,6 +178,7 @@ class StreamBackbone(nn.Module):
         self.variant = variant
         self.trunk = trunk
         self.frozen_stages = 0
+        self.channels_last_training = True  # False: CPU training runs stage 4 in NCHW as inference does
         if trunk in LITE_TRUNKS:
             lite = LITE_TRUNKS[trunk]
             c2, c3, c4, c5 = lite.channels
@@ -284,8 +285,12 @@ class StreamBackbone(nn.Module):
         return upsample_add(p, getattr(self, f"latlayer3_{stream}")(c2))
 
     def run_stage4(self, stage: nn.Module, c4: torch.Tensor) -> torch.Tensor:
-        """``stage`` (``layer4_h`` or ``layer4_o``) on C4; on the CPU in NCHW, where it runs fastest."""
-        return stage(c4.contiguous() if c4.device.type == "cpu" else c4)
+        """``stage`` (``layer4_h`` or ``layer4_o``) on C4; CPU inference runs it in NCHW, where its forward
+        alone is fastest, while CPU training keeps channels-last, where forward plus backward is."""
+        nchw = c4.device.type == "cpu" and not (
+            self.training and torch.is_grad_enabled() and self.channels_last_training
+        )
+        return stage(c4.contiguous() if nchw else c4)
 
     def smooth(self, stream: str) -> nn.Conv2d:
         """The 3×3 conv that turns the top-down map p2 of ``stream`` into P2."""

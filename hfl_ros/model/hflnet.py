@@ -117,6 +117,7 @@ class HFLNet(nn.Module):
             raise ValueError(f"feature_channels must be a multiple of 2*heads and >= 32, got {c}")
         #: On CPU, evaluate the last FPN conv only where the RoIs read it (same numbers, less work).
         self.windowed_smoothing = True
+        self.cpu_training_kernels = True  # False: train through the inference kernels (for comparisons)
 
         self.base_net = StreamBackbone(variant, trunk, c)
         self.hand_head = HandHeatmapHead(roi_res, c)
@@ -190,7 +191,12 @@ class HFLNet(nn.Module):
         inter_boxes, overlap = box_intersection(hand_boxes, object_boxes)
         # A disjoint pair's (inverted) intersection is sampled at the hand box instead; it is zeroed anyway.
         inter_boxes = torch.where(overlap[:, None], inter_boxes, hand_boxes)
-        windowed = self.windowed_smoothing and p2_h.device.type == "cpu"
+        # CPU training runs the smoothing on the whole map (the window's gather costs more in backward than it
+        # saves) and RoIAlign as two matrix products (torchvision's backward is one single-threaded scatter);
+        # both give the same numbers as the inference path.
+        cpu_training = (self.cpu_training_kernels and p2_h.device.type == "cpu" and self.training
+                        and torch.is_grad_enabled())
+        windowed = self.windowed_smoothing and p2_h.device.type == "cpu" and not cpu_training
         if self.variant == "single":
             x_hand, y, z = smoothed_roi_features(
                 p2_h,
@@ -198,14 +204,17 @@ class HFLNet(nn.Module):
                 [hand_boxes, object_boxes, inter_boxes],
                 windowed,
                 self.roi_res,
+                cpu_training,
             )
             x_obj = x_hand
         else:
             x_hand, z = smoothed_roi_features(
-                p2_h, self.base_net.smooth("h"), [hand_boxes, inter_boxes], windowed, self.roi_res
+                p2_h, self.base_net.smooth("h"), [hand_boxes, inter_boxes], windowed, self.roi_res,
+                cpu_training,
             )
             x_obj, y = smoothed_roi_features(
-                p2_o, self.base_net.smooth("o"), [hand_boxes, object_boxes], windowed, self.roi_res
+                p2_o, self.base_net.smooth("o"), [hand_boxes, object_boxes], windowed, self.roi_res,
+                cpu_training,
             )
         z = z * overlap.to(z.dtype).view(-1, 1, 1, 1)
         return {"x_hand": x_hand, "x_obj": x_obj, "y": y, "z": z}

@@ -52,7 +52,8 @@ class DataConfig:
 
 @dataclass
 class OptimConfig:
-    """Adam with a StepLR schedule (spec §7)."""
+    """Adam with a StepLR schedule (spec §7); a cosine schedule, a lower trunk LR and a weight average are
+    options outside the paper (hfl_ros.train.schedule, hfl_ros.train.weight_average)."""
 
     lr: float = 1e-4
     weight_decay: float = 5e-4
@@ -62,6 +63,11 @@ class OptimConfig:
     epochs: int = 70  # HO3D 70, DexYCB 40
     clip_grad_norm: float | None = None  # not in the paper; caps the gradient norm of from-scratch runs
     warmup_steps: int = 0  # not in the paper; the LR rises linearly over the first N steps (fine-tuning)
+    schedule: str = "step"  # "step" (the paper's StepLR per epoch) or "cosine" (per step, to the run's end)
+    min_lr_factor: float = 0.0  # cosine: the LR at the run's end, as a share of the peak
+    trunk_lr_factor: float = 1.0  # the trunk stages' LR as a share of the heads' (pretrained trunks: < 1)
+    ema_decay: float = 0.0  # > 0: keep an exponential moving average of the weights (exported when present)
+    fused: bool = False  # Adam's fused kernels (same update, one kernel per step)
 
 
 @dataclass
@@ -76,6 +82,7 @@ class RunConfig:
     log_every: int = 20  # steps between log lines
     checkpoint_every_epochs: int = 1
     checkpoint_every_steps: int = 0  # also write checkpoint_step<N>.pt every N steps (0: never)
+    checkpoint_every_minutes: float = 0.0  # also rewrite checkpoint_last.pt every N minutes (0: never)
     max_steps: int | None = None  # stop after this many optimizer steps (smoke runs)
     progress: bool = True  # tqdm progress bars (rank 0 only)
     deterministic: bool = False  # torch.use_deterministic_algorithms (slower on CUDA)
@@ -106,6 +113,19 @@ class TrainConfig:
             raise InputError(f"model.frozen_stages must be 0..5, got {self.model.frozen_stages}")
         if not isinstance(self.optim.warmup_steps, int) or self.optim.warmup_steps < 0:
             raise InputError(f"optim.warmup_steps must be an integer >= 0, got {self.optim.warmup_steps!r}")
+        o = self.optim
+        if o.schedule not in ("step", "cosine"):
+            raise InputError(f"optim.schedule must be 'step' or 'cosine', got {o.schedule!r}")
+        if not 0.0 <= o.min_lr_factor <= 1.0:
+            raise InputError(f"optim.min_lr_factor must be in [0, 1], got {o.min_lr_factor}")
+        if not o.trunk_lr_factor > 0.0:
+            raise InputError(f"optim.trunk_lr_factor must be positive, got {o.trunk_lr_factor}")
+        if not 0.0 <= o.ema_decay < 1.0:
+            raise InputError(f"optim.ema_decay must be in [0, 1) (0: off), got {o.ema_decay}")
+        if self.run.checkpoint_every_minutes < 0:
+            raise InputError(
+                f"run.checkpoint_every_minutes must be >= 0, got {self.run.checkpoint_every_minutes}"
+            )
         clip = self.optim.clip_grad_norm
         if clip is not None and not (isinstance(clip, int | float) and clip > 0):
             raise InputError(f"optim.clip_grad_norm must be a positive number or null, got {clip!r}")

@@ -38,6 +38,8 @@ from ..model.checkpoint import (
 from ..model.hflnet import HFLNet
 from .config import TrainConfig, config_from_dict
 from .losses import HFLNetLoss
+from .schedule import make_scheduler, parameter_groups
+from .weight_average import WeightAverage
 
 LAST_CHECKPOINT = "checkpoint_last.pt"
 MAX_SKIPPED_IN_A_ROW = 10  # steps with non-finite gradients tolerated in a row before the run stops
@@ -293,13 +295,13 @@ class Trainer:
         seed_everything(run.seed)
         self.net = build_network(config, initialise=resume is None).to(self.device)
         self.loss_fn = HFLNetLoss(self.net.mano_branch.mano_layer, config.loss)
+        o = config.optim
         self.optimizer = torch.optim.Adam(
-            self.net.parameters(), lr=config.optim.lr, weight_decay=config.optim.weight_decay
-        )
-        self.scheduler = torch.optim.lr_scheduler.StepLR(
-            self.optimizer, step_size=config.optim.lr_step, gamma=config.optim.lr_gamma
+            parameter_groups(self.net, o.lr, o.trunk_lr_factor), lr=o.lr, weight_decay=o.weight_decay,
+            fused=True if o.fused else None,
         )
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.ema = WeightAverage(self.net, o.ema_decay) if o.ema_decay > 0 else None
 
         self.samples = samples if samples is not None else build_samples(config)
         augment = config.augment if config.augment.enabled else None
@@ -320,6 +322,10 @@ class Trainer:
                 f"the dataset has {len(self.dataset)} samples, fewer than one batch of {run.batch_size}; "
                 "lower run.batch_size"
             )
+        self.scheduler = make_scheduler(
+            self.optimizer, o.schedule, lr_step=o.lr_step, lr_gamma=o.lr_gamma,
+            total_steps=o.epochs * self.steps_per_epoch, min_lr_factor=o.min_lr_factor,
+        )
         self._data_loader: DataLoader | None = None
         self._stop = threading.Event()
         self._stop_when: Callable[[], bool] = lambda: False  # e.g. "a stop signal has arrived" (train())
@@ -347,6 +353,7 @@ class Trainer:
             train_state={"epoch": self.state.epoch, "batch_in_epoch": self.state.batch_in_epoch,
                          "global_step": self.state.global_step},
             rng=rng_state(),
+            ema=self.ema.to_checkpoint() if self.ema is not None else None,
         )
 
     def load(self, path: str | Path) -> None:
@@ -365,6 +372,11 @@ class Trainer:
             self.scaler.load_state_dict(obj["scaler"])
         self.state = TrainState(**obj["train_state"])
         set_rng_state(obj["rng"])
+        if self.ema is not None:
+            if isinstance(obj.get("ema"), dict):
+                self.ema.load_checkpoint(obj["ema"])
+            else:  # a run that had no average: it starts from the resumed weights
+                self.ema = WeightAverage(self.net, self.ema.decay)
 
     # -- loop
     def _loader(self) -> DataLoader:
@@ -423,6 +435,13 @@ class Trainer:
             self.scaler.update()
         elif applied:
             self.optimizer.step()
+        if applied and self.ema is not None:
+            self.ema.update(self.net)
+        if self.config.optim.schedule == "cosine":
+            # per optimizer step (skipped ones included): LambdaLR recomputes every LR from its base, which
+            # also ends this step's warm-up scaling
+            self.scheduler.step()
+            scheduled = []
         for group, lr in zip(self.optimizer.param_groups, scheduled, strict=False):
             group["lr"] = lr  # the schedule only ever sees its own values
         return loss_value, dict(zip(terms, terms_values, strict=True)), applied
@@ -452,7 +471,8 @@ class Trainer:
         return f"finite loss {loss:.5g}, non-finite gradients in {len(bad)} tensors: {', '.join(bad[:4])}"
 
     def _end_epoch(self) -> None:
-        scheduler_epoch_end(self.scheduler, self.state.epoch, self.config.optim.scheduler_stop_epoch)
+        if self.config.optim.schedule == "step":
+            scheduler_epoch_end(self.scheduler, self.state.epoch, self.config.optim.scheduler_stop_epoch)
         self.state.epoch += 1
         self.state.batch_in_epoch = 0
 
@@ -502,6 +522,7 @@ class Trainer:
         sums: dict[str, float] = defaultdict(float)
         count, data_time, step_time, loss = 0, 0.0, 0.0, 0.0
         skipped, skipped_in_a_row = 0, 0
+        last_save = time.monotonic()
 
         def done() -> bool:
             return (max_steps is not None and self.state.global_step >= max_steps) or (
@@ -566,6 +587,11 @@ class Trainer:
                         self.state.global_step % run.checkpoint_every_steps == 0
                     ):
                         self.save(self.out_dir / f"checkpoint_step{self.state.global_step:07d}.pt")
+                    if main and run.checkpoint_every_minutes and (
+                        time.monotonic() - last_save >= 60.0 * run.checkpoint_every_minutes
+                    ):
+                        checkpoint = self.save(self.out_dir / LAST_CHECKPOINT)
+                        last_save = time.monotonic()
                     if done():
                         break
                 progress.close()
