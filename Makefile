@@ -20,7 +20,8 @@ lint: setup
 bench: setup
 	$(ENV) && for b in benchmarks/bench_*.py; do echo "== $$b"; python $$b || exit 1; done
 
-# Reproduces the shipped demo model (about 2 h on 2 CPU cores). Not run in CI.
+# Reproduces the demo model: data, pre-cut set, training (resumed when a checkpoint exists), export, evaluation;
+# over 2 h on 2 CPU cores, its total CPU time printed at the end. Not run in CI.
 demo-model: setup
 	$(ENV) && bash scripts/train_demo_model.sh
 

@@ -74,6 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "train_step.json")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if not (args.data / "train.txt").is_file():
+        print(f"bench_train_step: skipped: no demo training set at {args.data} (make demo-model writes it)")
+        return 0
 
     from hfl_ros.data.ho3d import HO3DDataset
     from hfl_ros.data.torch_dataset import HandObjectTrainingDataset

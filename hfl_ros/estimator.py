@@ -444,9 +444,7 @@ class Estimator:
         """Object pose and hand translation of one pair from its (un-mirrored, image-px) network outputs."""
         messages: list[str] = []
         joints_rel = out["joints3d"]
-        # the network's hand box (image px) bounds the fitted depth against its shrunken soft-argmax 2D joints
-        net_hand_box = scale_box(pair.hand_box, self.config.hand_box_scale)
-        t, reproj, t_ok = fit_hand_translation(joints_rel, out["joints2d"], pair.K, hand_box=net_hand_box)
+        t, reproj, t_ok = fit_hand_translation(joints_rel, out["joints2d"], pair.K)
         offset = t if t_ok else np.zeros(3)
         hand = HandEstimate(
             side=pair.hand.side,
