@@ -37,12 +37,13 @@ sys.path.insert(0, str(REPO))
 CONFIGS = ("today", "+smoothing_full_map", "+separable_roi_align", "+stage4_channels_last", "+fused_adam")
 
 
-def set_levers(net, adam_fused: dict, level: int) -> None:
-    """Switch the first ``level`` levers of CONFIGS on (0: today's kernels)."""
+def set_levers(net, level: int) -> bool:
+    """Switch the network's levers among the first ``level`` of CONFIGS on (0: today's kernels); returns
+    whether Adam's fused kernel is among them."""
     net.windowed_smoothing = level < 1
     net.cpu_training_kernels = level >= 2
     net.base_net.channels_last_training = level >= 3
-    adam_fused["on"] = level >= 4
+    return level >= 4
 
 
 def loader_cpu_per_item(root: Path, items: int) -> float | None:
@@ -99,9 +100,7 @@ def main(argv: list[str] | None = None) -> int:
                                           fused=True if fused else None) for fused in (False, True)}
 
     def step(level: int) -> dict[str, float]:
-        adam = {"on": False}
-        set_levers(net, adam, level)
-        optimizer = optimizers[adam["on"]]
+        optimizer = optimizers[set_levers(net, level)]
         t0 = time.perf_counter()
         out = net(batch["image"], batch["hand_box"], batch["object_box"])
         loss, _ = loss_fn(out, batch, as_tensors=True)

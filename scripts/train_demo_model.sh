@@ -6,8 +6,9 @@
 # training about 1 h 40 min for stage 1 (5000 steps of 16), evaluation about 5 min: more than the 2.5 h budget
 # of the first recipe; the total CPU time is printed at the end. See docs/demo.md, "Training stages".
 #
-# Later stages continue from the committed weights on a new machine:
-#   STAGE_CONFIG=config/train_demo_stage2.yaml bash scripts/train_demo_model.sh
+# A later stage on a new machine (no checkpoint in RUN) names its own config, one that starts from the
+# committed weights (model.init_checkpoint: models/demo/hfl_demo_lite0.pt, model.imagenet_weights: false):
+#   STAGE_CONFIG=<that config> bash scripts/train_demo_model.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=data_cache/synthetic_demo

@@ -16,6 +16,7 @@ import yaml
 from ..data.augment import AugmentConfig
 from ..errors import InputError
 from .losses import LossWeights
+from .schedule import SCHEDULES
 
 DATASET_KINDS = ("ho3d", "dexycb")
 
@@ -114,8 +115,8 @@ class TrainConfig:
         if not isinstance(self.optim.warmup_steps, int) or self.optim.warmup_steps < 0:
             raise InputError(f"optim.warmup_steps must be an integer >= 0, got {self.optim.warmup_steps!r}")
         o = self.optim
-        if o.schedule not in ("step", "cosine"):
-            raise InputError(f"optim.schedule must be 'step' or 'cosine', got {o.schedule!r}")
+        if o.schedule not in SCHEDULES:
+            raise InputError(f"optim.schedule must be one of {SCHEDULES}, got {o.schedule!r}")
         if not 0.0 <= o.min_lr_factor <= 1.0:
             raise InputError(f"optim.min_lr_factor must be in [0, 1], got {o.min_lr_factor}")
         if not o.trunk_lr_factor > 0.0:

@@ -42,9 +42,7 @@ class WeightAverage:
 
     def state_dict(self, net: nn.Module) -> dict[str, torch.Tensor]:
         """``net``'s full state_dict with the averaged entries in place of the present ones."""
-        state = dict(net.state_dict())
-        state.update(self.averages)
-        return state
+        return merge_averages(net.state_dict(), self.averages)
 
     def to_checkpoint(self) -> dict[str, Any]:
         return {"decay": self.decay, "updates": self.updates,
@@ -74,14 +72,21 @@ def averaged_keys(net: nn.Module) -> list[str]:
     return keys
 
 
+def merge_averages(
+    state: dict[str, torch.Tensor], averages: dict[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """``state`` with ``averages`` in place of its entries (each in the entry's dtype)."""
+    merged = dict(state)
+    for key, value in averages.items():
+        if key not in merged:
+            raise KeyError(f"the weight average has a key the network lacks: {key}")
+        merged[key] = value.to(merged[key].dtype)
+    return merged
+
+
 def averaged_state(checkpoint: dict[str, Any], state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """``state`` (a checkpoint's state_dict) with the checkpoint's EMA entries in place, when it has any."""
     ema = checkpoint.get("ema")
     if not isinstance(ema, dict) or not isinstance(ema.get("state"), dict):
         return state
-    merged = dict(state)
-    for key, value in ema["state"].items():
-        if key not in merged:
-            raise KeyError(f"the checkpoint's weight average has a key its network lacks: {key}")
-        merged[key] = value.to(merged[key].dtype)
-    return merged
+    return merge_averages(state, ema["state"])
